@@ -30,3 +30,43 @@ LP_FEASIBILITY_TOL = 1e-9
 #: A constraint counts as tight when its slack is below this (relative to the row's scale) and the
 #: solver's basis marks it nonbasic; see polylens.lp for the rule.
 TIGHT_TOL = 1e-7
+
+#: Rounding unit of the rigorous error model of ``polylens.bounds``. A float64 sum of m products,
+#: evaluated in any order (BLAS blocking, threads, with or without FMA), is within
+#: gamma(m) * sum |products| of the exact sum, gamma(m) = m*u / (1 - m*u), u = 2**-53 the unit
+#: roundoff (Higham, Accuracy and Stability of Numerical Algorithms, 2002, Lemma 3.1 and eq. 3.5).
+#: The bound code evaluates gamma with u = EPS64 = 2**-52, twice the unit roundoff: the factor 2
+#: absorbs the rounding of the slack's own evaluation (the magnitudes |W| @ max(|l|, |u|) are float
+#: sums themselves, low by at most a relative gamma(m)). Every bound is then moved one ulp outward
+#: (``np.nextafter``) to cover the final subtraction of the slack.
+BOUND_ROUNDING_UNIT = EPS64
+
+#: Absolute rounding slack per product in the same model: gradual underflow adds at most 2**-1075 per
+#: product (Higham eq. 2.8); we use 2**-1074, the smallest subnormal.
+BOUND_UNDERFLOW_UNIT = float(np.finfo(np.float64).smallest_subnormal)
+
+#: An importer (torch, ONNX) re-runs the source model on random inputs and requires the imported
+#: Network to agree within this relative slack, |y - z| <= tol * (1 + |y|). It is a guard against
+#: misread graphs (which are off by O(1)), not a precision claim. Float64 sources: fusing affine
+#: maps reorders sums (a few hundred ulps), and ONNX float attributes are float32 even in float64
+#: graphs (LeakyRelu's alpha 0.1 is read as 0.1 but evaluated as 0.10000000149: 1.5e-8 relative).
+IMPORT_CHECK_TOL_F64 = 1e-7
+#: The same for float32 (or float16) sources, whose own evaluation is accurate to ~1e-7 relative
+#: per operation; a generous bound for deep or wide float32 graphs.
+IMPORT_CHECK_TOL_F32 = 1e-3
+
+#: A compound element-wise ONNX subgraph (e.g. the Erf or Tanh pattern of GELU) is identified with
+#: an activation kind when, on a fixed grid, it equals a * f(x) + c to this relative slack. The
+#: subgraph's constants are float32 roundings of irrational numbers (sqrt 2, sqrt(2/pi)), which
+#: perturb it by ~1e-7 relative; distinct kinds differ by far more (gelu vs gelu_tanh: ~5e-4).
+PATTERN_MATCH_TOL = 1e-6
+
+#: Two candidate minima of f(x) - s*x closer than this (relative to 1 + |minimum|) count as one
+#: minimum touched twice (the line lies along a straight stretch of the hull, e.g. a piece of relu).
+#: Only used to choose slopes in polylens.relax; no bound depends on it.
+ENVELOPE_TIE_REL = 1e-13
+
+#: polylens.relax's HULL builder stops adding cuts to a neuron's side once its largest error triangle
+#: is below this times (U - L) * max(1, |f(L)|, |f(U)|): what is left is float64 noise in the touch
+#: points, and a further cut would duplicate one already there.
+ENVELOPE_GAP_REL = 1e-12

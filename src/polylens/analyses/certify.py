@@ -1,0 +1,275 @@
+"""Certification: is the prediction robust in an L-infinity ball? Verified, falsified, or unknown.
+
+For an image x with label y and radius eps the region is the ball of radius eps around x intersected
+with [0, 1]^d. The answer is
+
+- ``verified`` when a rigorous lower bound of ``logit_y - logit_k`` over the region is above
+  :data:`~polylens.tolerances.VERIFY_MARGIN` for every k != y. Bounds come cheapest first: interval
+  propagation, then backward linear propagation (CROWN), then LPs over the polytope for the classes
+  still open, each LP bound made rigorous in floating point by the safe dual bound;
+- ``falsified`` when an input inside the region is misclassified by the real network, confirmed by a
+  forward pass: the image itself when the network already gets it wrong, a PGD attack's point, or an
+  LP optimum's input;
+- ``unknown`` otherwise.
+
+The function is batched over images and returns one :class:`Certificate` per image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from polylens.analyses.attack import is_counterexample, pgd_attack
+from polylens.bounds import Bounds, BoundMethod, compute_bounds, input_box, margin_lower_bound
+from polylens.errors import ParameterError, SolverError
+from polylens.lp import LPSolver, Sense, build_polytope
+from polylens.lp.polytope import Polytope, build_polytopes
+from polylens.nn.network import Network
+from polylens.relax.envelopes import EnvelopeMode
+from polylens.tolerances import VERIFY_MARGIN
+from polylens.validation import check_enum, check_float, check_int
+
+Array = np.ndarray
+
+
+class Status(str, Enum):
+    VERIFIED = "verified"
+    FALSIFIED = "falsified"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class CertifyOptions:
+    """How hard to try. ``mode``/``cuts``: the envelope of the LP; ``use_lp``: run LPs where bound
+    propagation fails; ``alpha``: also try CROWN with optimised slopes before LPs; ``attack_steps``:
+    PGD steps per run; ``time_limit``: seconds per LP solve (None: no limit)."""
+
+    mode: EnvelopeMode = EnvelopeMode.HULL
+    cuts: int = 8
+    use_lp: bool = True
+    alpha: bool = False
+    attack_steps: int = 30
+    time_limit: float | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "mode", check_enum(self.mode, EnvelopeMode, "mode", "certify"))
+        check_int(self.cuts, "cuts", "certify", 1, 64)
+        check_int(self.attack_steps, "attack_steps", "certify", 0, 10_000)
+        if self.time_limit is not None:
+            check_float(self.time_limit, "time_limit", "certify", 0.0, None, lo_open=True)
+
+
+@dataclass(frozen=True, eq=False)
+class Certificate:
+    """The verdict for one (image, eps).
+
+    ``verified_by``: the cumulative ladder, one flag per stage (``ibp``, ``crown``, ``lp``): the image
+    is verified by that stage or a cheaper one. ``margin_lower`` (n_classes,): the best rigorous lower
+    bound found for logit_y - logit_k (+inf in column y). ``counterexample`` (d,) on falsified rows.
+    ``decided_by`` names the stage that settled it (``clean``, ``attack``, ``ibp``, ``crown``,
+    ``alpha-crown``, ``lp``, ``lp-point``), or None for unknown.
+    """
+
+    index: int
+    eps: float
+    label: int
+    prediction: int
+    status: Status
+    decided_by: str | None
+    verified_by: dict[str, bool]
+    margin_lower: Array
+    counterexample: Array | None = field(default=None)
+    lp_solves: int = 0
+
+    def to_dict(self) -> dict:
+        d = {"index": self.index, "eps": self.eps, "label": self.label, "prediction": self.prediction,
+             "status": self.status.value, "decided_by": self.decided_by, "verified_by": dict(self.verified_by),
+             "margin_lower": [None if not np.isfinite(v) else float(v) for v in self.margin_lower],
+             "lp_solves": self.lp_solves}
+        if self.counterexample is not None:
+            d["counterexample"] = [float(v) for v in self.counterexample]
+        return d
+
+
+def _all_positive(margins: Array, labels: Array) -> Array:
+    m = margins.copy()
+    m[np.arange(len(m)), labels] = np.inf
+    return np.all(m > VERIFY_MARGIN, axis=1)
+
+
+def lp_margin_bounds(poly: Polytope, xl: Array, xu: Array, label: int, classes, *, time_limit: float | None = None,
+                     stop_on_counterexample: bool = True) -> tuple[Array, Array | None, int]:
+    """Rigorous LP lower bounds of logit_label - logit_k over the polytope, for k in ``classes``.
+
+    The polytope is passed to the solver once and re-solved per class. Returns (bounds (n_classes,) with +inf where not
+    computed, a confirmed counterexample read off an LP optimum or None, number of solves). Stops early
+    at a confirmed counterexample when ``stop_on_counterexample``.
+    """
+    network = poly.network
+    solver = LPSolver(poly, time_limit=time_limit)
+    out = np.full(network.n_classes, np.inf)
+    cex = None
+    for k in classes:
+        try:
+            sol = solver.solve(poly.margin_cost(label, int(k)), Sense.MIN)
+        except SolverError:
+            out[k] = -np.inf
+            continue
+        out[k] = sol.safe_bound
+        if sol.safe_bound <= VERIFY_MARGIN and cex is None:
+            cand = np.clip(sol.x[poly.inputs], xl, xu)
+            if is_counterexample(network, cand, np.array([label]), xl, xu)[0]:
+                cex = cand
+                if stop_on_counterexample:
+                    break
+    return out, cex, solver.n_solves
+
+
+def certify(network: Network, x: Array, labels: Array, eps: float, *, indices: Array | None = None,
+            options: CertifyOptions = CertifyOptions(), seed: int = 0) -> list[Certificate]:
+    """Certify each row of x (N, d) with its label at radius ``eps``; see the module docstring."""
+    eps = check_float(eps, "eps", "certify", 0.0, 1.0)
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    N = len(x)
+    if x.shape[1] != network.input_dim:
+        raise ParameterError(f"The network takes inputs of width {network.input_dim}; got width {x.shape[1]}.")
+    if labels.shape != (N,):
+        raise ParameterError(f"Need one label per image: {N} images, {labels.shape[0]} labels.")
+    if np.any((labels < 0) | (labels >= network.n_classes)):
+        bad = labels[(labels < 0) | (labels >= network.n_classes)][0]
+        raise ParameterError(f"The 'label' parameter of certify must be an int in [0, {network.n_classes - 1}]. Got {int(bad)} instead.")
+    if np.any((x < 0) | (x > 1)) or not np.all(np.isfinite(x)):
+        raise ParameterError("The images must have every value in [0, 1]; some are outside.")
+    indices = np.arange(N) if indices is None else np.asarray(indices)
+    if N == 0:
+        return []
+    xl, xu = input_box(x, eps)
+    pred = network.predict(x)
+    idx = np.arange(N)
+
+    # Stage 1: interval propagation.
+    ibp_b = compute_bounds(network, xl, xu, BoundMethod.IBP)
+    m_ibp = margin_lower_bound(network, xl, xu, labels, BoundMethod.IBP, bounds=ibp_b)
+    best = m_ibp.copy()
+    ok_ibp = _all_positive(best, labels) & (pred == labels)
+    # Stage 2: backward linear bounds.
+    crown_b = compute_bounds(network, xl, xu, BoundMethod.CROWN).intersect(ibp_b)
+    m_crown = margin_lower_bound(network, xl, xu, labels, BoundMethod.CROWN, bounds=crown_b)
+    best = np.maximum(best, m_crown)
+    ok_crown = ok_ibp | (_all_positive(best, labels) & (pred == labels))
+    ok_alpha = ok_crown
+    if options.alpha:
+        todo = ~ok_crown & (pred == labels)
+        if todo.any():
+            m_a = margin_lower_bound(network, xl[todo], xu[todo], labels[todo], BoundMethod.ALPHA_CROWN)
+            best[todo] = np.maximum(best[todo], m_a)
+        ok_alpha = ok_crown | (_all_positive(best, labels) & (pred == labels))
+    best[idx, labels] = np.inf
+
+    # Stage 3: falsification. The image itself, then PGD where nothing is proved yet.
+    cex = np.full(x.shape, np.nan)
+    decided = np.array([None] * N, dtype=object)
+    wrong = pred != labels
+    cex[wrong] = x[wrong]
+    decided[wrong] = "clean"
+    open_ = ~ok_alpha & ~wrong
+    if options.attack_steps > 0 and open_.any() and eps > 0:
+        att = pgd_attack(network, x[open_], labels[open_], xl[open_], xu[open_], steps=options.attack_steps, seed=seed)
+        rows = np.flatnonzero(open_)[att.found]
+        cex[rows] = att.x[att.found]
+        decided[rows] = "attack"
+    falsified = decided != None  # noqa: E711 (object array)
+    decided[ok_ibp] = "ibp"
+    decided[ok_crown & ~ok_ibp] = "crown"
+    decided[ok_alpha & ~ok_crown] = "alpha-crown"
+
+    # Stage 4: LPs for what is still open.
+    ok_lp = ok_alpha.copy()
+    solves = np.zeros(N, dtype=int)
+    if options.use_lp:
+        todo = np.flatnonzero(~ok_alpha & ~falsified)
+        polys = build_polytopes(network, xl[todo], xu[todo], [b[todo] for b in crown_b.lower],
+                                [b[todo] for b in crown_b.upper], mode=options.mode, cuts=options.cuts)
+        for i, poly in zip(todo, polys):
+            open_k = [k for k in range(network.n_classes) if k != labels[i] and best[i, k] <= VERIFY_MARGIN]
+            b, c, s = lp_margin_bounds(poly, xl[i], xu[i], int(labels[i]), open_k, time_limit=options.time_limit)
+            solves[i] = s
+            fin = np.isfinite(b)
+            best[i, fin] = np.maximum(best[i, fin], b[fin])
+            if c is not None:
+                cex[i] = c
+                decided[i] = "lp-point"
+                falsified[i] = True
+            elif np.all(np.delete(best[i], labels[i]) > VERIFY_MARGIN):
+                ok_lp[i] = True
+                decided[i] = "lp"
+
+    out = []
+    for i in range(N):
+        if ok_lp[i]:
+            status = Status.VERIFIED
+        elif falsified[i]:
+            status = Status.FALSIFIED
+        else:
+            status = Status.UNKNOWN
+        out.append(Certificate(
+            index=int(indices[i]), eps=float(eps), label=int(labels[i]), prediction=int(pred[i]), status=status,
+            decided_by=decided[i] if status is not Status.UNKNOWN else None,
+            verified_by={"ibp": bool(ok_ibp[i]), "crown": bool(ok_crown[i]), "lp": bool(ok_lp[i])},
+            margin_lower=best[i].copy(), counterexample=cex[i].copy() if status is Status.FALSIFIED else None,
+            lp_solves=int(solves[i])))
+    return out
+
+
+def lp_classifier(network: Network, x: Array, eps: float, *, mode: EnvelopeMode = EnvelopeMode.HULL, cuts: int = 8,
+                  time_limit: float | None = None) -> tuple[Array, Array]:
+    """The "LP classifier": for each row of x, the class whose worst-case margin over the polytope is largest.
+
+    The worst-case margin of class c is W_c = min_{k != c} min over the polytope of logit_c - logit_k
+    (a rigorous lower bound per LP, from the safe dual bound). Classes are pruned before any LP: W_c is
+    at most the margin at x itself and at least its CROWN bound, so only classes whose upper bound
+    reaches the best lower bound are solved, most promising first, each stopping as soon as it falls
+    below the best found. Returns (predicted class (N,), best worst-case margin (N,)).
+    """
+    eps = check_float(eps, "eps", "lp_classifier", 0.0, 1.0)
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    N, C = len(x), network.n_classes
+    xl, xu = input_box(x, eps)
+    bounds = compute_bounds(network, xl, xu, BoundMethod.CROWN).intersect(compute_bounds(network, xl, xu, BoundMethod.IBP))
+    rep = np.repeat(np.arange(N), C)
+    lab = np.tile(np.arange(C), N)
+    lower = margin_lower_bound(network, xl[rep], xu[rep], lab, BoundMethod.CROWN)
+    lower[np.arange(N * C), lab] = np.inf
+    lb = lower.min(axis=1).reshape(N, C)  # (N, C) lower bound of W_c
+    logits = network(x)
+    ub = np.array([[np.min(np.delete(logits[i, c] - logits[i], c)) for c in range(C)] for i in range(N)])
+    pred = np.argmax(lb, axis=1)
+    best = lb[np.arange(N), pred].copy()
+    cand_lists = [[c for c in np.argsort(-ub[i]) if ub[i, c] >= best[i]] for i in range(N)]
+    need = np.array([not (len(cs) <= 1 and (not cs or cs[0] == pred[i])) for i, cs in enumerate(cand_lists)], bool)
+    todo = np.flatnonzero(need)
+    polys = build_polytopes(network, xl[todo], xu[todo], [b[todo] for b in bounds.lower],
+                            [b[todo] for b in bounds.upper], mode=mode, cuts=cuts)
+    for i, poly in zip(todo, polys):
+        cands = cand_lists[i]
+        solver = LPSolver(poly, time_limit=time_limit)
+        for c in cands:
+            if ub[i, c] < best[i]:
+                continue
+            w = np.inf
+            for k in range(C):
+                if k == c:
+                    continue
+                try:
+                    w = min(w, solver.solve(poly.margin_cost(int(c), k), Sense.MIN).safe_bound)
+                except SolverError:
+                    w = -np.inf
+                if w < best[i]:
+                    break
+            if w > best[i] or (w == best[i] and c == pred[i]):
+                best[i], pred[i] = w, c
+    return pred, best

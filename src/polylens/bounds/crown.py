@@ -1,0 +1,557 @@
+"""Backward linear bound propagation (CROWN) and CROWN with optimised slopes (alpha-CROWN).
+
+For a specification matrix C (rows are linear functions of one layer's pre-activations ``a_k``)
+the backward pass writes ``C a_k`` as a linear function of the input plus a constant, replacing
+every activation on the way by one of its two sound lines from the relax layer
+(``lower_slope * a + lower_intercept <= f(a) <= upper_slope * a + upper_intercept`` on [L, U]):
+where the running coefficient of a neuron is positive its lower line is used, where negative its
+upper line. The input coefficients are then minimised over the box in closed form. This gives
+sound bounds for every row of C given sound intermediate bounds [L, U]; intermediate bounds are
+computed layer by layer with the same pass (spec ``[I; -I]``), intersected with interval bounds.
+
+alpha-CROWN (:func:`alpha_crown`, ``BoundMethod.ALPHA_CROWN``) optimises the slopes of the lines,
+per input and per specification row, by projected gradient ascent (Adam, torch autograd) inside
+:func:`~polylens.relax.lines.slope_range`. The optimiser works on an approximate objective (float
+intercepts on a sampled grid); soundness never depends on it: the bound reported is recomputed in
+float64 by the rigorous backward pass with intercepts from
+:func:`~polylens.relax.lines.tightest_intercept` for the slopes kept, and is the element-wise
+maximum of that and plain CROWN's bound, so alpha-CROWN is never looser than CROWN.
+
+Rounding. The backward pass multiplies matrices in float64; its result is made rigorous by the
+argument in :func:`_backward`. Nothing here branches on the activation kind: the lines come from
+``polylens.relax``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from polylens.bounds.common import (Bounds, BoundMethod, activation_image, as_boxes, interval_affine,
+                                    round_down, slack)
+from polylens.bounds.ibp import ibp
+from polylens.errors import ParameterError
+from polylens.nn.activations import Activation
+from polylens.nn.network import Network
+from polylens.validation import check_enum, check_int
+
+Array = np.ndarray
+
+#: Largest number of float64 entries of one (chunk, K, n) coefficient array in the backward pass:
+#: inputs are processed in chunks so that memory stays near 64 MB per array whatever N is.
+_CHUNK_ELEMENTS = 1 << 23
+
+#: Points per neuron of the grid on which the optimiser evaluates intercepts (plus the declared
+#: inflection points of the activation that fall inside [L, U]).
+_GRID = 16
+
+#: alpha-CROWN optimises one slope per (input, spec row, neuron) when K * (neurons) * grid is at
+#: most this per input, else one slope per (input, neuron) shared by all spec rows.
+_PER_ROW_LIMIT = 1 << 16
+
+#: Largest float64 entries of one (chunk, groups, n, grid) tensor in the optimiser.
+_OPT_CHUNK_ELEMENTS = 1 << 22
+
+#: Adam step size on the slope's position t in [0, 1] within its slope range, and its decay per step.
+_ALPHA_LR = 0.1
+_ALPHA_LR_DECAY = 0.95
+
+
+# -- relaxations of one hidden layer ---------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class _Relaxation:
+    """Lines of one hidden layer over a batch, for the backward pass.
+
+    ``L``, ``U``: (N, n) intermediate bounds. Line arrays ``ls, li, us, ui`` have shape (N, G, n)
+    with G = 1 (shared by every spec row) or G = K (one line per spec row):
+    ``ls*a + li <= f(a) <= us*a + ui`` for a in [L, U]. ``coef_mag = max(|ls|, |us|) * max(|L|, |U|)``
+    and ``icpt_mag = max(|li|, |ui|)`` feed the rounding slack; ``zlo, zhi``: (N, n) enclosure of
+    f([L, U]), ``zmag = max(|zlo|, |zhi|)``.
+    """
+
+    act: Activation
+    L: Array
+    U: Array
+    ls: Array
+    li: Array
+    us: Array
+    ui: Array
+    zlo: Array
+    zhi: Array
+
+    @property
+    def zmag(self) -> Array:
+        return np.maximum(np.abs(self.zlo), np.abs(self.zhi))
+
+    @property
+    def coef_mag(self) -> Array:
+        amag = np.maximum(np.abs(self.L), np.abs(self.U))[:, None, :]
+        return np.maximum(np.abs(self.ls), np.abs(self.us)) * amag
+
+    @property
+    def icpt_mag(self) -> Array:
+        return np.maximum(np.abs(self.li), np.abs(self.ui))
+
+    def rows(self, sl: slice) -> "_Relaxation":
+        return _Relaxation(self.act, self.L[sl], self.U[sl], self.ls[sl], self.li[sl], self.us[sl],
+                           self.ui[sl], self.zlo[sl], self.zhi[sl])
+
+
+def _lines_module():
+    from polylens.relax import lines
+
+    return lines
+
+
+def _relax(act: Activation, L: Array, U: Array, layer: int) -> _Relaxation:
+    """Default lines of the relax layer for (N, n) bounds of hidden layer ``layer``; lines (N, 1, n)."""
+    rl = _lines_module()
+    if not (np.all(np.isfinite(L)) and np.all(np.isfinite(U))):
+        raise ParameterError(f"Bound propagation overflowed at hidden layer {layer}: some pre-activation bounds "
+                             "are infinite. Check the network's weights and the input boxes for huge values.")
+    bad = int(np.count_nonzero(L > U))
+    if bad:
+        raise ParameterError(f"Hidden layer {layer} has {bad} bounds with lower > upper: the intermediate "
+                             "bounds given are not sound bounds of this network over these boxes.")
+    shape = L.shape
+    ln = rl.pair_lines(act, L.ravel(), U.ravel())
+
+    def r(a):
+        return np.asarray(a, dtype=np.float64).reshape(shape)[:, None, :]
+
+    zlo, zhi = activation_image(act, L, U)
+    return _Relaxation(act, L, U, r(ln.lower_slope), r(ln.lower_intercept), r(ln.upper_slope),
+                       r(ln.upper_intercept), zlo, zhi)
+
+
+def _with_slopes(base: _Relaxation, ls: Array | None, us: Array | None) -> _Relaxation:
+    """``base`` with new slopes (N, G, n) on either side, intercepts from ``tightest_intercept``."""
+    rl = _lines_module()
+    out = base
+    for slopes, side, s_name, i_name in ((ls, rl.Side.LOWER, "ls", "li"), (us, rl.Side.UPPER, "us", "ui")):
+        if slopes is None:
+            continue
+        N, G, n = slopes.shape
+        L = np.broadcast_to(base.L[:, None, :], (N, G, n)).ravel()
+        U = np.broadcast_to(base.U[:, None, :], (N, G, n)).ravel()
+        c = np.asarray(rl.tightest_intercept(base.act, L, U, slopes.ravel(), side), dtype=np.float64)
+        out = replace(out, **{s_name: slopes, i_name: c.reshape(N, G, n)})
+    return out
+
+
+# -- the rigorous backward pass --------------------------------------------------------------------
+
+def _bmv(M: Array, v: Array) -> Array:
+    """Batched matrix-vector product: (N|1, K, n) x (N, n) -> (N, K)."""
+    return (M @ v[:, :, None])[:, :, 0]
+
+
+def _backward(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu: Array,
+              C: Array | None) -> Array:
+    """Rigorous lower bound of ``C a_k`` over each box: returns (N, K).
+
+    ``C``: (N, K, n_k) or None for ``[I; -I]`` (K = 2 n_k; the bounds of ``a_k`` and of ``-a_k``).
+    ``k`` in 0 .. H, H meaning the logits. ``relax[j]`` holds the lines of hidden layer j < k.
+
+    Why the float64 result is a bound. Let Lam_j be the *computed* coefficients of ``a_j``. Each
+    step uses only real-arithmetic identities or inequalities valid for any coefficients:
+    ``Lam_j a_j = (Lam_j W_j) z_{j-1} + Lam_j b_j`` and ``A z >= (A+ ls + A- us) a + (A+ li + A- ui)``.
+    Rounding enters three ways, each bounded and subtracted at the end:
+
+    1. ``A_j = fl(Lam_j W_j)`` differs from the real product by at most ``gamma(n_j) |Lam_j| |W_j|``
+       entry-wise, which changes ``A_j z`` by at most ``gamma(n_j) |Lam_j| (|W_j| zmag)`` with
+       ``zmag >= |z_{j-1}|`` from the intermediate bounds (``|x|`` for j = 0);
+    2. ``Lam_{j-1} = fl(A+ ls + A- us)`` has one product per entry (the other term is an exact
+       zero): error <= u |A| max(|ls|, |us|), times ``|a| <= max(|L|, |U|)``;
+    3. the constant (biases, intercepts and the final ``A+ xl + A- xu``) is one float sum of at most
+       m products, m below, off by at most ``gamma(m)`` times the sum of their magnitudes.
+
+    All three are below ``gamma(m)`` times the magnitudes accumulated in ``mag`` (m >= every
+    n_j), so the result ``round_down(value, slack(m, mag))`` is a rigorous lower bound.
+    """
+    layers = network.layers
+    W, b = layers[k].W, layers[k].b
+    xmag = np.maximum(np.abs(xl), np.abs(xu))
+    m = 2 * (xl.shape[1] + sum(layers[j].out_features for j in range(k + 1))) + 4
+    if C is None:
+        A = np.concatenate([W, -W])[None]  # exact
+        const = np.concatenate([b, -b])[None]
+        mag = np.abs(const)
+    else:
+        const = C @ b
+        absC = np.abs(C)
+        mag = absC @ np.abs(b)
+        A = C @ W
+        zm = xmag if k == 0 else relax[k - 1].zmag
+        mag = mag + _bmv(absC, zm @ np.abs(W).T)
+    for j in range(k - 1, -1, -1):
+        r = relax[j]
+        Ap, An = np.maximum(A, 0.0), np.minimum(A, 0.0)
+        absA = Ap - An
+        lam = Ap * r.ls + An * r.us
+        const = const + (Ap * r.li + An * r.ui).sum(-1)
+        mag = mag + (absA * (r.icpt_mag + r.coef_mag)).sum(-1)
+        W, b = layers[j].W, layers[j].b
+        const = const + lam @ b
+        abslam = np.abs(lam)
+        mag = mag + abslam @ np.abs(b)
+        A = lam @ W
+        zm = xmag if j == 0 else relax[j - 1].zmag
+        mag = mag + _bmv(abslam, zm @ np.abs(W).T)
+    Ap, An = np.maximum(A, 0.0), np.minimum(A, 0.0)
+    value = _bmv(Ap, xl) + _bmv(An, xu) + const
+    mag = mag + _bmv(Ap - An, xmag)
+    return round_down(value, slack(m, mag))
+
+
+def _spec_rows(network: Network, k: int, C: Array | None) -> int:
+    return 2 * network.layers[k].out_features if C is None else C.shape[1]
+
+
+def _backward_chunked(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu: Array,
+                      C: Array | None) -> Array:
+    """:func:`_backward` over input chunks small enough to keep memory bounded; (N, K)."""
+    N = xl.shape[0]
+    K = _spec_rows(network, k, C)
+    width = max(network.widths[: k + 1])
+    step = max(1, _CHUNK_ELEMENTS // max(1, K * width))
+    if step >= N:
+        return _backward(network, k, relax, xl, xu, C)
+    out = np.empty((N, K))
+    for s in range(0, N, step):
+        sl = slice(s, s + step)
+        out[sl] = _backward(network, k, [r.rows(sl) for r in relax], xl[sl], xu[sl], None if C is None else C[sl])
+    return out
+
+
+# -- layer by layer --------------------------------------------------------------------------------
+
+def _layerwise(network: Network, xl: Array, xu: Array, intermediate: Bounds | None, alpha_steps: int,
+               method: BoundMethod) -> tuple[Bounds, list[_Relaxation]]:
+    """Bounds of every layer, each from the backward pass over the relaxations of the layers before
+    it (optimised when ``alpha_steps`` > 0), intersected with interval bounds from the previous
+    layer's bounds and with ``intermediate``. Returns the bounds and the hidden relaxations."""
+    H = network.n_hidden_layers
+    relax: list[_Relaxation] = []
+    lowers, uppers = [], []
+    lo_z, hi_z = xl, xu
+    for k in range(H + 1):
+        layer = network.layers[k]
+        L, U = interval_affine(layer.W, layer.b, lo_z, hi_z)
+        if k > 0:
+            n = layer.out_features
+            lb = _backward_chunked(network, k, relax, xl, xu, None)
+            if alpha_steps > 0:
+                lb = np.maximum(lb, _alpha_spec(network, k, relax, xl, xu, None, alpha_steps))
+            L, U = np.maximum(L, lb[:, :n]), np.minimum(U, -lb[:, n:])
+        if intermediate is not None:
+            L = np.maximum(L, intermediate.lower[k] if k < H else intermediate.logit_lower)
+            U = np.minimum(U, intermediate.upper[k] if k < H else intermediate.logit_upper)
+        if k == H:
+            return Bounds(tuple(lowers), tuple(uppers), L, U, method), relax
+        lowers.append(L)
+        uppers.append(U)
+        relax.append(_relax(network.activations[k], L, U, k))
+        lo_z, hi_z = relax[-1].zlo, relax[-1].zhi
+    raise AssertionError("unreachable")
+
+
+def _check_intermediate(network: Network, intermediate: Bounds | None, N: int, where: str) -> None:
+    if intermediate is None:
+        return
+    if not isinstance(intermediate, Bounds):
+        raise ParameterError(f"The 'intermediate' parameter of {where} must be a Bounds or None. "
+                             f"Got {type(intermediate).__name__} instead.")
+    shapes = tuple(a.shape for a in intermediate.lower)
+    want = tuple((N, n) for n in network.hidden_widths)
+    if shapes != want or intermediate.logit_lower.shape != (N, network.n_classes):
+        raise ParameterError(f"{where} got bounds of shapes {shapes} for layers of shapes {want}: "
+                             "they must be for the same network and the same boxes.")
+
+
+def crown(network: Network, xl: Array, xu: Array, *, intermediate: Bounds | None = None) -> Bounds:
+    """Backward linear bounds (CROWN) of every hidden pre-activation and every logit.
+
+    ``xl``, ``xu``: (N, d) or (d,). Hidden layers are bounded in order, each by the backward pass
+    with spec ``[I; -I]`` over the relaxations of the layers before it, intersected with interval
+    propagation from the previous layer's bounds (so every bound is at least as tight as
+    :func:`~polylens.bounds.ibp`'s) and with ``intermediate`` when given (sound bounds from
+    elsewhere, e.g. LP-tightened ones). Sound in float64 (see :func:`_backward`).
+
+    >>> import numpy as np
+    >>> from polylens.nn import Network
+    >>> net = Network.from_arrays([np.array([[1.0], [1.0]]), np.array([[1.0, -1.0]])], [np.zeros(2), np.zeros(1)], "identity")
+    >>> b = crown(net, np.array([-1.0]), np.array([1.0]))
+    >>> float(abs(b.logit_lower[0, 0]).round(9)), float(abs(b.logit_upper[0, 0]).round(9))  # x - x = 0
+    (0.0, 0.0)
+    """
+    xl, xu = as_boxes(network, xl, xu, "crown")
+    _check_intermediate(network, intermediate, xl.shape[0], "crown")
+    return _layerwise(network, xl, xu, intermediate, 0, BoundMethod.CROWN)[0]
+
+
+def alpha_crown(network: Network, xl: Array, xu: Array, *, intermediate: Bounds | None = None,
+                steps: int = 20) -> Bounds:
+    """CROWN with optimised slopes for every layer's bounds (see the module docstring).
+
+    Each layer's ``[I; -I]`` spec is optimised for ``steps`` Adam steps over the slopes of every
+    earlier layer; the rigorous result is intersected with plain CROWN's, so it is never looser.
+    Costs about ``steps`` backward passes per layer: prefer :func:`margin_lower_bound` with
+    ``BoundMethod.ALPHA_CROWN`` when only the margins matter.
+    """
+    xl, xu = as_boxes(network, xl, xu, "alpha_crown")
+    _check_intermediate(network, intermediate, xl.shape[0], "alpha_crown")
+    steps = check_int(steps, "steps", "alpha_crown", 0, 10_000)
+    base = _layerwise(network, xl, xu, intermediate, 0, BoundMethod.CROWN)[0]
+    return _layerwise(network, xl, xu, base, steps, BoundMethod.ALPHA_CROWN)[0]
+
+
+# -- margins ---------------------------------------------------------------------------------------
+
+def _labels(network: Network, labels, N: int) -> Array:
+    y = np.asarray(labels)
+    if y.ndim == 0:
+        y = np.full(N, int(y))
+    if y.shape != (N,) or not np.issubdtype(y.dtype, np.integer):
+        raise ParameterError(f"margin_lower_bound needs one integer label per box: {N} boxes; got labels "
+                             f"of shape {y.shape} and dtype {y.dtype}.")
+    bad = (y < 0) | (y >= network.n_classes)
+    if bad.any():
+        raise ParameterError(f"The 'labels' parameter of margin_lower_bound must hold ints in "
+                             f"[0, {network.n_classes - 1}]. Got {int(y[bad][0])} instead.")
+    return y.astype(np.int64)
+
+
+def margin_spec(labels: Array, n_classes: int) -> Array:
+    """The specification matrix C of shape (N, n_classes, n_classes) with rows ``e_y - e_k``:
+    ``(C logits)[i, k] = logit_{y_i} - logit_k`` (row ``y_i`` is zero)."""
+    N = labels.shape[0]
+    C = np.broadcast_to(-np.eye(n_classes), (N, n_classes, n_classes)).copy()
+    C[np.arange(N), :, labels] += 1.0
+    return C
+
+
+def margin_lower_bound(network: Network, xl: Array, xu: Array, labels, method: BoundMethod | str = BoundMethod.CROWN,
+                       *, bounds: Bounds | None = None, alpha_steps: int = 20) -> Array:
+    """Rigorous lower bounds of ``logit_y - logit_k`` over each box, for every class k.
+
+    Returns (N, n_classes); column ``y_i`` of row i is ``+inf`` (the margin to itself is not a
+    constraint), so ``margins.min(axis=1) > 0`` certifies box i.
+
+    - ``IBP``: ``logit_lower[y] - logit_upper[k]`` from interval (or the given) bounds, rounded down.
+    - ``CROWN``: the backward pass with the specification matrix ``C = e_y - e_k`` pushed through
+      the whole network (:func:`margin_spec`), with intermediate bounds ``bounds`` (default:
+      :func:`crown`). Much tighter than differences of logit bounds.
+    - ``ALPHA_CROWN``: the same, with the slopes of the lines optimised per input and per spec row
+      for ``alpha_steps`` steps; the element-wise maximum with CROWN's bound, so never looser.
+
+    ``xl``, ``xu``: (N, d) or (d,); ``labels``: (N,) ints (or one int for all boxes).
+    """
+    method = check_enum(method, BoundMethod, "method", "margin_lower_bound")
+    alpha_steps = check_int(alpha_steps, "alpha_steps", "margin_lower_bound", 0, 10_000)
+    xl, xu = as_boxes(network, xl, xu, "margin_lower_bound")
+    N, K = xl.shape[0], network.n_classes
+    y = _labels(network, labels, N)
+    _check_intermediate(network, bounds, N, "margin_lower_bound")
+    rows = np.arange(N)
+    if method is BoundMethod.IBP:
+        b = bounds if bounds is not None else ibp(network, xl, xu)
+        out = np.nextafter(b.logit_lower[rows, y][:, None] - b.logit_upper, -np.inf)
+        out = np.where(np.isnan(out), -np.inf, out)
+    else:
+        b = bounds if bounds is not None else crown(network, xl, xu)
+        relax = [_relax(act, L, U, l) for l, (act, L, U) in enumerate(zip(network.activations, b.lower, b.upper))]
+        C = margin_spec(y, K)
+        H = network.n_hidden_layers
+        out = _backward_chunked(network, H, relax, xl, xu, C)
+        if method is BoundMethod.ALPHA_CROWN and alpha_steps > 0:
+            out = np.maximum(out, _alpha_spec(network, H, relax, xl, xu, C, alpha_steps))
+    out[rows, y] = np.inf
+    return out
+
+
+# -- alpha-CROWN: the optimiser --------------------------------------------------------------------
+
+def _alpha_spec(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu: Array, C: Array | None,
+                steps: int) -> Array:
+    """Rigorous lower bounds (N, K) of ``C a_k`` with slopes optimised for ``steps`` steps.
+
+    The slopes start from the relaxations' own (CROWN's) and move inside ``slope_range``; for every
+    (input, slope group) the iterate with the best approximate objective is kept, and the result is
+    recomputed rigorously for those slopes by :func:`_backward`.
+    """
+    if k == 0 or steps == 0:
+        return _backward_chunked(network, k, relax, xl, xu, C)
+    rl = _lines_module()
+    N = xl.shape[0]
+    K = _spec_rows(network, k, C)
+    widths = [r.L.shape[1] for r in relax[:k]]
+    grid_pts = [_GRID + len(r.act.spec.inflections) for r in relax[:k]]
+    per_row = K * sum(w * g for w, g in zip(widths, grid_pts)) <= _PER_ROW_LIMIT
+    groups = K if per_row else 1
+
+    # Slope ranges (N, n) per layer and side; a side is free where some range is non-degenerate.
+    ranges, free = [], []
+    for r in relax[:k]:
+        per_side = []
+        for side in (rl.Side.LOWER, rl.Side.UPPER):
+            lo, hi = rl.slope_range(r.act, r.L.ravel(), r.U.ravel(), side)
+            lo = np.asarray(lo, dtype=np.float64).reshape(r.L.shape)
+            hi = np.asarray(hi, dtype=np.float64).reshape(r.L.shape)
+            per_side.append((lo, np.maximum(lo, hi)))
+        ranges.append(per_side)
+        free.append(tuple(bool(np.any(hi > lo)) for lo, hi in per_side))
+    if not any(any(f) for f in free):
+        return _backward_chunked(network, k, relax, xl, xu, C)
+
+    # Best slopes per layer and side, (N, groups, n), starting from CROWN's.
+    best = [[np.array(np.broadcast_to(getattr(r, s), (N, groups, r.L.shape[1]))) if free[j][i] else None
+             for i, s in enumerate(("ls", "us"))] for j, r in enumerate(relax[:k])]
+    per_input = groups * sum(w * g for w, g in zip(widths, grid_pts)) + K * max(widths)
+    step = max(1, _OPT_CHUNK_ELEMENTS // per_input)
+    for s in range(0, N, step):
+        rows = slice(s, s + step)
+        got = _optimise_chunk(network, k, [r.rows(rows) for r in relax[:k]],
+                              [[(lo[rows], hi[rows]) for lo, hi in rg] for rg in ranges], free,
+                              xl[rows], xu[rows], None if C is None else C[rows], groups, steps)
+        for j in range(k):
+            for i in range(2):
+                if got[j][i] is not None:
+                    best[j][i][rows] = got[j][i]
+    tuned = [_with_slopes(r, best[j][0], best[j][1]) for j, r in enumerate(relax[:k])]
+    return _backward_chunked(network, k, tuned, xl, xu, C)
+
+
+def _optimise_chunk(network: Network, k: int, relax: list[_Relaxation], ranges, free, xl: Array, xu: Array,
+                    C: Array | None, groups: int, steps: int) -> list[list[Array | None]]:
+    """Projected Adam ascent on the slopes of one chunk of inputs; returns the best slopes
+    (n_c, groups, n_j) per layer and free side (None for a fixed side).
+
+    Only (input, neuron) pairs whose slope range has positive width get parameters (for relu, the
+    unstable neurons); the others keep their lines. A slope s is held as its position t in [0, 1]
+    within its range, so one step size suits every neuron. The intercept of a free line is the
+    optimiser's approximation: the extreme of ``f(x_g) - s x_g`` over the grid points x_g,
+    differentiated at the extreme point (Danskin: dc/ds = -x*), which is all the gradient needs.
+    Adam is written out (a few lines) rather than taken from ``torch.optim``, whose import costs
+    seconds.
+    """
+    import torch
+
+    f64 = torch.float64
+
+    def T(a):
+        return torch.tensor(np.asarray(a), dtype=f64)
+
+    layers = network.layers
+    W, b = layers[k].W, layers[k].b
+    if C is None:
+        A0 = T(np.concatenate([W, -W]))[None]
+        c0 = T(np.concatenate([b, -b]))[None]
+    else:
+        A0, c0 = T(C @ W), T(C @ b)
+    Ws = [T(layers[j].W) for j in range(k)]
+    bs = [T(layers[j].b) for j in range(k)]
+    xmid, xrad = T(0.5 * (xl + xu))[:, None, :], T(0.5 * (xu - xl))[:, None, :]
+    n_c = xl.shape[0]
+    t01 = np.linspace(0.0, 1.0, _GRID)
+
+    # Per layer and side: the fixed lines (n_c, 1, n) and, where free, the mask (n_c, n) of free
+    # pairs with their parameters t (P, groups), range start and width (P, 1), grid (P, groups, G).
+    fixed, params = [], []
+    for j, r in enumerate(relax):
+        fixed.append(((T(r.ls), T(r.li)), (T(r.us), T(r.ui))))
+        side_params = []
+        for i, s0 in enumerate((r.ls, r.us)):
+            lo, hi = ranges[j][i]
+            mask = hi > lo
+            if not (free[j][i] and mask.any()):
+                side_params.append(None)
+                continue
+            lo, width = lo[mask], (hi - lo)[mask]
+            Lf, Uf = r.L[mask][:, None], r.U[mask][:, None]
+            pts = [Lf + (Uf - Lf) * t01] + [np.clip(np.full(Lf.shape, q), Lf, Uf) for q in r.act.spec.inflections]
+            xg = np.concatenate(pts, axis=1)
+            shape = (xg.shape[0], groups, xg.shape[1])
+            t0 = np.clip((s0[:, 0, :][mask] - lo) / width, 0.0, 1.0)
+            t0 = np.broadcast_to(t0[:, None], shape[:2])
+            side_params.append(dict(mask=torch.from_numpy(mask), t=T(t0).requires_grad_(True), lo=T(lo)[:, None],
+                                    width=T(width)[:, None], xg=T(xg)[:, None].expand(shape),
+                                    fg=T(r.act(xg))[:, None].expand(shape)))
+        params.append(side_params)
+
+    def free_slopes():
+        return [[None if p is None else p["lo"] + p["width"] * p["t"] for p in sp] for sp in params]
+
+    def line(j, i, s_free, lowest):
+        """Slopes and intercepts (n_c, groups, n) of one side of layer j."""
+        s_fix, c_fix = fixed[j][i]
+        p = params[j][i]
+        if p is None:
+            return s_fix, c_fix
+        with torch.no_grad():
+            gap = p["fg"] - s_free[..., None] * p["xg"]
+            at = (gap.argmin(-1) if lowest else gap.argmax(-1))[..., None]
+        c_free = p["fg"].gather(-1, at)[..., 0] - s_free * p["xg"].gather(-1, at)[..., 0]
+        n = s_fix.shape[-1]
+        S = s_fix.expand(n_c, groups, n).transpose(1, 2).clone()
+        Cc = c_fix.expand(n_c, groups, n).transpose(1, 2).clone()
+        S[p["mask"]] = s_free
+        Cc[p["mask"]] = c_free
+        return S.transpose(1, 2), Cc.transpose(1, 2)
+
+    def objective(sl):
+        A, const = A0, c0
+        for j in range(k - 1, -1, -1):
+            ls, li = line(j, 0, sl[j][0], True)
+            us, ui = line(j, 1, sl[j][1], False)
+            Ap, An = A.clamp(min=0.0), A.clamp(max=0.0)
+            const = const + (Ap * li + An * ui).sum(-1)
+            lam = Ap * ls + An * us
+            const = const + lam @ bs[j]
+            A = lam @ Ws[j]
+        return (A * xmid).sum(-1) - (A.abs() * xrad).sum(-1) + const
+
+    leaves = [p["t"] for sp in params for p in sp if p is not None]
+    m1 = [torch.zeros_like(p) for p in leaves]
+    m2 = [torch.zeros_like(p) for p in leaves]
+    beta1, beta2, tiny = 0.9, 0.999, 1e-8
+    best_score = torch.full((n_c, groups), -torch.inf, dtype=f64)
+    best = [[None if s is None else s.detach() for s in sp] for sp in free_slopes()]
+    for it in range(steps + 1):
+        sl = free_slopes()
+        val = objective(sl)
+        with torch.no_grad():
+            score = val if groups > 1 else val.sum(-1, keepdim=True)
+            better = score > best_score
+            best_score = torch.where(better, score, best_score)
+            for j, sp in enumerate(sl):
+                for i, s in enumerate(sp):
+                    if s is not None:
+                        rows = params[j][i]["mask"].nonzero()[:, 0]  # the input of each free pair
+                        best[j][i] = torch.where(better[rows], s.detach(), best[j][i])
+        if it == steps:
+            break
+        grads = torch.autograd.grad(val.sum(), leaves)
+        lr = _ALPHA_LR * _ALPHA_LR_DECAY ** it
+        with torch.no_grad():
+            for p, g, a, v in zip(leaves, grads, m1, m2):
+                a.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                step = (a / (1 - beta1 ** (it + 1))) / ((v / (1 - beta2 ** (it + 1))).sqrt() + tiny)
+                p.add_(step, alpha=lr).clamp_(0.0, 1.0)
+
+    out = []
+    for j, r in enumerate(relax):
+        sides = []
+        for i, s0 in enumerate((r.ls, r.us)):
+            if not free[j][i]:
+                sides.append(None)
+                continue
+            full = np.array(np.broadcast_to(s0.transpose(0, 2, 1), (n_c, s0.shape[2], groups)))
+            if params[j][i] is not None:
+                full[params[j][i]["mask"].numpy()] = best[j][i].numpy()
+            sides.append(full.transpose(0, 2, 1))
+        out.append(sides)
+    return out

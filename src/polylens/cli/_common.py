@@ -1,0 +1,181 @@
+"""Helpers every command module shares: JSON and table output, loading a MODEL argument, and
+parsing number lists given on the command line.
+
+Output conventions: results go to stdout (a rich table, or with ``--json`` exactly one JSON
+object); progress bars and notes go to stderr, so ``--json`` output can always be piped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from polylens.errors import DataError, ParameterError
+
+__all__ = [
+    "JSON_HELP", "MODEL_HELP", "accuracy_table", "err_console", "jsonable", "load_inputs", "load_model_arg",
+    "out_console", "parse_float_list", "parse_int_list", "percent", "print_json", "softmax",
+]
+
+MODEL_HELP = "A model directory, an .onnx file, or a bundled model name (e.g. 'seed')."
+JSON_HELP = "Print one JSON object on stdout instead of tables."
+
+
+def out_console():
+    """A rich console on the current stdout (created per call, so redirected streams are honoured)."""
+    from rich.console import Console
+
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+
+
+def err_console():
+    """A rich console on the current stderr, for progress and notes."""
+    from rich.console import Console
+
+    return Console(file=sys.stderr, highlight=False)
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars/arrays, tuples and paths turned into JSON types; NaN and
+    infinities become None (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, str):
+        return obj
+    if hasattr(obj, "to_dict"):
+        return jsonable(obj.to_dict())
+    raise TypeError(f"cannot turn {type(obj).__name__} into JSON")
+
+
+def print_json(obj: Any) -> None:
+    """Print ``obj`` as one JSON document (indented) on stdout."""
+    sys.stdout.write(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+    sys.stdout.flush()
+
+
+def load_model_arg(spec: str):
+    """Load the MODEL argument of a command (bundled name, directory or .onnx); ModelError with
+    one line when it cannot."""
+    from polylens.nn.model import load_model
+
+    return load_model(spec)
+
+
+def _split_items(text: str, name: str, what: str) -> list[str]:
+    items = [t.strip() for t in str(text).split(",")]
+    if not text.strip() or any(t == "" for t in items):
+        raise ParameterError(f"The '{name}' option must be a comma-separated list of {what}, like "
+                             f"{'0,1,2' if what == 'ints' else '0,0.01,0.02'}. Got {text!r} instead.")
+    return items
+
+
+def parse_int_list(text: str, name: str, lo: int | None = None, hi: int | None = None) -> list[int]:
+    """``"0,1,2"`` -> [0, 1, 2]; each in [lo, hi]; ParameterError naming the option otherwise."""
+    out = []
+    for t in _split_items(text, name, "ints"):
+        try:
+            v = int(t)
+        except ValueError:
+            raise ParameterError(f"The '{name}' option must be a comma-separated list of ints, like 0,1,2. "
+                                 f"Got {text!r} instead.") from None
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise ParameterError(f"The '{name}' option must hold ints in [{'-inf' if lo is None else lo}, "
+                                 f"{'inf' if hi is None else hi}]. Got {v} in {text!r} instead.")
+        out.append(v)
+    return out
+
+
+def parse_float_list(text: str, name: str, lo: float | None = None, hi: float | None = None) -> list[float]:
+    """``"0,0.01,0.02"`` -> [0.0, 0.01, 0.02]; finite, each in [lo, hi]; ParameterError otherwise."""
+    out = []
+    for t in _split_items(text, name, "floats"):
+        try:
+            v = float(t)
+        except ValueError:
+            v = float("nan")
+        if not math.isfinite(v):
+            raise ParameterError(f"The '{name}' option must be a comma-separated list of finite floats, like "
+                                 f"0,0.01,0.02. Got {text!r} instead.")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise ParameterError(f"The '{name}' option must hold floats in [{'-inf' if lo is None else lo}, "
+                                 f"{'inf' if hi is None else hi}]. Got {t} in {text!r} instead.")
+        out.append(v)
+    return out
+
+
+def load_inputs(path: str | Path, width: int) -> np.ndarray:
+    """Read inputs from a ``.npy`` file (never unpickled), shape (N, width) or (width,); returns
+    float64 (N, width). DataError for an unreadable file or non-finite values, ParameterError for
+    a wrong shape."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"No input file at {p}.")
+    with open(p, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise DataError(f"{p} is not a .npy file (it lacks the .npy header); save inputs with numpy.save.")
+    try:
+        x = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"Cannot read {p} as a .npy array (pickled object arrays are refused): "
+                        f"{' '.join(str(e).split())}") from None
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{p} holds a {x.dtype} array; inputs must be numbers.")
+    shape = x.shape
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != width or x.shape[0] == 0:
+        raise ParameterError(f"The inputs in {p} must have shape (N, {width}) or ({width},) for this model. "
+                             f"Got shape {shape} instead.")
+    x = x.astype(np.float64)
+    if not np.isfinite(x).all():
+        raise DataError(f"{p} holds non-finite values (NaN or infinity).")
+    return x
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, C) logits, computed stably (max subtracted)."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def percent(v: float | None) -> str:
+    """``0.7675`` -> ``"76.8%"``; ``"-"`` for None or NaN."""
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
+
+
+def accuracy_table(per_class: Iterable[float], counts: Iterable[int] | None = None, title: str | None = None):
+    """A rich table of per-class accuracies (and test counts when given)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("class", justify="right")
+    table.add_column("accuracy", justify="right")
+    counts = list(counts) if counts is not None else None
+    if counts is not None:
+        table.add_column("test examples", justify="right")
+    for c, a in enumerate(per_class):
+        row = [str(c), percent(a)]
+        if counts is not None:
+            row.append(str(counts[c]))
+        table.add_row(*row)
+    return table

@@ -1,0 +1,243 @@
+"""The one solver adapter: the only module of polylens that imports highspy.
+
+:class:`LPSolver` passes a :class:`~polylens.lp.polytope.Polytope` to HiGHS once and then solves it
+for many objectives by changing costs (the simplex warm-starts from the previous basis). Every solve
+returns a typed :class:`Solution`; anything but an optimal status raises :class:`SolverError`, except
+a time limit, which returns a solution whose ``status`` says so (callers decide: certification turns
+it into ``unknown``).
+
+Rigour: an LP solver works in floating point with tolerances, so its optimal objective is not a
+bound. :meth:`Solution.safe_bound` is: from any dual vector y, weak duality gives
+
+    min c^T v  >=  sum_i y_i * (row_lo_i if y_i > 0 else row_hi_i)  +  sum_j r_j * (col_lo_j if r_j > 0 else col_hi_j)
+
+with r = c - A^T y, for *every* y (signs that point at an infinite row side are clipped to 0, which
+is just another y). Every column bound is finite, so the right side is finite. It is evaluated in
+float64 and then lowered by a rigorous bound on the rounding error of that evaluation (Higham's
+gamma_k on sums of k terms, applied to the magnitudes of every term), so the result is a lower bound
+of the exact LP minimum whatever the solver's tolerances were (Neumaier and Shcherbina, 2004).
+For a maximisation the same argument gives a safe upper bound.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import highspy
+import numpy as np
+
+from polylens.errors import ParameterError, SolverError
+from polylens.lp.polytope import Polytope
+from polylens.tolerances import EPS64, LP_FEASIBILITY_TOL, TIGHT_TOL
+
+Array = np.ndarray
+_INF = highspy.kHighsInf
+
+
+class Sense(str, Enum):
+    MIN = "min"
+    MAX = "max"
+
+
+class BasisStatus(Enum):
+    LOWER = "lower"  # nonbasic at its lower bound (row: at row_lo)
+    BASIC = "basic"
+    UPPER = "upper"
+    ZERO = "zero"
+    NONBASIC = "nonbasic"
+
+
+_STATUS_MAP = {
+    highspy.HighsBasisStatus.kLower: 0, highspy.HighsBasisStatus.kBasic: 1, highspy.HighsBasisStatus.kUpper: 2,
+    highspy.HighsBasisStatus.kZero: 3, highspy.HighsBasisStatus.kNonbasic: 4,
+}
+_BASIS = (BasisStatus.LOWER, BasisStatus.BASIC, BasisStatus.UPPER, BasisStatus.ZERO, BasisStatus.NONBASIC)
+
+
+@dataclass(frozen=True, eq=False)
+class Solution:
+    """One LP solve. Shapes: n columns, m rows.
+
+    ``x`` (n,) primal values; ``row_activity`` (m,) = A x; ``row_dual`` (m,) and ``col_dual`` (n,)
+    in HiGHS's convention (col_dual = c - A^T row_dual, for a minimisation); ``row_basis`` and
+    ``col_basis`` (int8 codes into :class:`BasisStatus`). ``objective`` is the solver's value;
+    ``safe_bound`` a rigorous bound on the exact optimum (a lower bound for MIN, an upper bound for MAX).
+    ``status`` is "optimal" or "time_limit" (then the primal values are not optimal and ``safe_bound``
+    is still valid when a dual vector was available, else -inf/+inf).
+    """
+
+    status: str
+    sense: Sense
+    objective: float
+    safe_bound: float
+    x: Array
+    row_activity: Array
+    row_dual: Array
+    col_dual: Array
+    row_basis: Array
+    col_basis: Array
+
+    @property
+    def optimal(self) -> bool:
+        return self.status == "optimal"
+
+
+def safe_dual_bound(poly: Polytope, cost: Array, row_dual: Array, sense: Sense = Sense.MIN) -> float:
+    """A rigorous bound on the exact optimum of ``cost`` over ``poly`` from any dual vector.
+
+    Lower bound for MIN, upper bound for MAX (see the module docstring for the argument).
+    """
+    c = np.asarray(cost, dtype=np.float64)
+    sgn = 1.0 if sense is Sense.MIN else -1.0
+    c = sgn * c
+    y = sgn * np.asarray(row_dual, dtype=np.float64)
+    # Clip dual signs that point at an infinite row side: still a valid multiplier vector.
+    y = np.where((y > 0) & ~np.isfinite(poly.row_lo), 0.0, y)
+    y = np.where((y < 0) & ~np.isfinite(poly.row_hi), 0.0, y)
+    r = c - poly.At @ y
+    row_b = np.where(y > 0, poly.row_lo, np.where(y < 0, poly.row_hi, 0.0))
+    col_b = np.where(r > 0, poly.col_lo, np.where(r < 0, poly.col_hi, 0.0))
+    if not (np.all(np.isfinite(col_b)) and np.all(np.isfinite(row_b))):
+        return -np.inf * sgn
+    terms_row = y * row_b
+    terms_col = r * col_b
+    value = float(np.sum(terms_row) + np.sum(terms_col))
+    # Rounding error: r_j carries at most gamma_k (|c_j| + |A_j|^T |y|) with k = nnz in column j + 1;
+    # the two sums carry gamma_{m+n} of the sum of absolute terms. Bound both generously.
+    k_col = poly.max_col_nnz + 2
+    gamma = lambda k: k * EPS64 / (1.0 - k * EPS64)
+    r_err = gamma(k_col) * (np.abs(c) + poly.abs_At @ np.abs(y))
+    err = float(np.sum(r_err * poly.col_mag))
+    err += gamma(poly.n_rows + poly.n_cols + 2) * float(np.sum(np.abs(terms_row)) + np.sum(np.abs(terms_col)))
+    err = 2.0 * err + 1e-300  # factor 2 for the error of computing err itself
+    return sgn * (value - err)
+
+
+class LPSolver:
+    """HiGHS holding one polytope; solve it for many objectives.
+
+    >>> # solver = LPSolver(poly); sol = solver.solve(poly.margin_cost(3, 5), Sense.MIN)
+    """
+
+    def __init__(self, poly: Polytope, *, time_limit: float | None = None, threads: int = 1):
+        self.poly = poly
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("log_to_console", False)
+        h.setOptionValue("threads", int(threads))
+        h.setOptionValue("random_seed", 0)
+        h.setOptionValue("presolve", "off")  # keeps basis statuses and duals of the model as built
+        h.setOptionValue("solver", "simplex")
+        h.setOptionValue("primal_feasibility_tolerance", LP_FEASIBILITY_TOL)
+        h.setOptionValue("dual_feasibility_tolerance", LP_FEASIBILITY_TOL)
+        if time_limit is not None:
+            if not time_limit > 0:
+                raise ParameterError(f"The 'time_limit' parameter of LPSolver must be a float in (0, inf). Got {time_limit!r} instead.")
+            h.setOptionValue("time_limit", float(time_limit))
+        lp = highspy.HighsLp()
+        A = poly.A.tocsc()
+        lp.num_col_ = poly.n_cols
+        lp.num_row_ = poly.n_rows
+        lp.col_cost_ = np.zeros(poly.n_cols)
+        lp.col_lower_ = poly.col_lo
+        lp.col_upper_ = poly.col_hi
+        lp.row_lower_ = np.where(np.isfinite(poly.row_lo), poly.row_lo, -_INF)
+        lp.row_upper_ = np.where(np.isfinite(poly.row_hi), poly.row_hi, _INF)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = A.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = A.indices.astype(np.int32)
+        lp.a_matrix_.value_ = A.data.astype(np.float64)
+        lp.a_matrix_.num_col_ = poly.n_cols
+        lp.a_matrix_.num_row_ = poly.n_rows
+        if poly.integer is not None and poly.integer.any():
+            lp.integrality_ = [highspy.HighsVarType.kInteger if b else highspy.HighsVarType.kContinuous
+                               for b in poly.integer]
+            h.setOptionValue("mip_rel_gap", 0.0)
+            h.setOptionValue("mip_abs_gap", 1e-9)
+        status = h.passModel(lp)
+        if status == highspy.HighsStatus.kError:
+            raise SolverError("HiGHS rejected the polytope (passModel failed).")
+        self._h = h
+        self._all = np.arange(poly.n_cols, dtype=np.int32)
+        self.n_solves = 0
+
+    def solve(self, cost: Array, sense: Sense | str = Sense.MIN) -> Solution:
+        """Optimise ``cost @ v`` over the polytope. Raises SolverError unless optimal or out of time."""
+        sense = Sense(sense)
+        cost = np.asarray(cost, dtype=np.float64)
+        if cost.shape != (self.poly.n_cols,):
+            raise ParameterError(f"The cost vector must have {self.poly.n_cols} entries; got shape {cost.shape}.")
+        h = self._h
+        h.changeObjectiveSense(highspy.ObjSense.kMinimize if sense is Sense.MIN else highspy.ObjSense.kMaximize)
+        h.changeColsCost(self.poly.n_cols, self._all, cost)
+        h.run()
+        self.n_solves += 1
+        ms = h.getModelStatus()
+        if ms == highspy.HighsModelStatus.kOptimal:
+            status = "optimal"
+        elif ms == highspy.HighsModelStatus.kTimeLimit:
+            status = "time_limit"
+        elif ms == highspy.HighsModelStatus.kInfeasible:
+            raise SolverError("The polytope is infeasible: the bounds or envelopes it was built from exclude every input.", "infeasible")
+        else:
+            raise SolverError(f"HiGHS ended with status '{h.modelStatusToString(ms)}'.", "error")
+        sol = h.getSolution()
+        basis = h.getBasis()
+        x = np.asarray(sol.col_value, dtype=np.float64)
+        row_dual = np.asarray(sol.row_dual, dtype=np.float64)
+        if self.poly.integer is not None and self.poly.integer.any():
+            # A MILP has no dual certificate; its value is exact up to the MIP tolerances (tests only).
+            safe = float(h.getInfo().objective_function_value)
+        elif status == "optimal" or sol.dual_valid:
+            safe = safe_dual_bound(self.poly, cost, row_dual, sense)
+        else:
+            safe = -np.inf if sense is Sense.MIN else np.inf
+        return Solution(
+            status=status, sense=sense, objective=float(h.getInfo().objective_function_value), safe_bound=safe, x=x,
+            row_activity=np.asarray(sol.row_value, dtype=np.float64), row_dual=row_dual,
+            col_dual=np.asarray(sol.col_dual, dtype=np.float64),
+            row_basis=np.array([_STATUS_MAP[s] for s in basis.row_status], dtype=np.int8),
+            col_basis=np.array([_STATUS_MAP[s] for s in basis.col_status], dtype=np.int8),
+        )
+
+    def write(self, path: str | Path) -> Path:
+        """Write the polytope (with the current objective) as .mps or .lp, with every name."""
+        path = Path(path)
+        if path.suffix.lower() not in (".mps", ".lp"):
+            raise ParameterError(f"The 'path' parameter of write must end in .mps or .lp. Got {str(path)!r} instead.")
+        h = self._h
+        for j, name in enumerate(self.poly.col_names()):
+            h.passColName(j, name.replace("[", "_").replace("]", "") if path.suffix.lower() == ".lp" else name)
+        for i, name in enumerate(self.poly.row_names()):
+            h.passRowName(i, name)
+        h.writeModel(str(path))
+        return path
+
+
+def tight_rows(poly: Polytope, sol: Solution, tol: float = TIGHT_TOL) -> tuple[Array, Array]:
+    """Which rows are tight at the solution, and at which side.
+
+    Rule: a row is tight at a side when its activity is within ``tol * (1 + |bound|)`` of that side's
+    bound. This reads the primal point, so it is independent of how a degenerate basis was chosen;
+    the basis (``sol.row_basis``) is kept on the solution for callers who want the simplex's view.
+    Returns boolean arrays (at_lower, at_upper), shape (m,).
+    """
+    act = sol.row_activity
+    at_lo = np.isfinite(poly.row_lo) & (np.abs(act - poly.row_lo) <= tol * (1 + np.abs(poly.row_lo)))
+    at_hi = np.isfinite(poly.row_hi) & (np.abs(act - poly.row_hi) <= tol * (1 + np.abs(poly.row_hi)))
+    return at_lo, at_hi
+
+
+def tight_cols(poly: Polytope, sol: Solution, tol: float = TIGHT_TOL) -> tuple[Array, Array]:
+    """Which columns sit at their lower and at their upper bound (same rule as :func:`tight_rows`).
+
+    A column with equal bounds (a pixel fixed by the box) is reported at both.
+    """
+    v = sol.x
+    at_lo = np.abs(v - poly.col_lo) <= tol * (1 + np.abs(poly.col_lo))
+    at_hi = np.abs(v - poly.col_hi) <= tol * (1 + np.abs(poly.col_hi))
+    return at_lo, at_hi

@@ -1,0 +1,26 @@
+"""Shared fixtures: small random networks of every activation kind, deterministic by seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polylens.nn import REGISTRY, ActKind, Activation, Network
+
+
+def random_network(widths, act, seed=0, scale=1.0) -> Network:
+    """A network with the given widths, Gaussian weights of variance scale^2 / fan_in, small biases."""
+    rng = np.random.default_rng(seed)
+    Ws = [rng.normal(0, scale / np.sqrt(i), (o, i)) for i, o in zip(widths, widths[1:])]
+    bs = [rng.normal(0, 0.1, o) for o in widths[1:]]
+    if isinstance(act, ActKind):
+        act = Activation(act, 0.1 if act is ActKind.LEAKY_RELU else 0.0)
+    return Network.from_arrays(Ws, bs, act)
+
+
+ALL_ACTIVATIONS = [Activation(k, 0.1 if k is ActKind.LEAKY_RELU else 0.0) for k in REGISTRY]
+
+
+@pytest.fixture(params=ALL_ACTIVATIONS, ids=lambda a: str(a))
+def activation(request) -> Activation:
+    return request.param

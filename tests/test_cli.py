@@ -1,0 +1,189 @@
+"""The command line: JSON contracts of info/predict/train/demo, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from polylens.cli import main
+from polylens.cli.demo import run_demo
+from polylens.nn.model import CARD_FILE, load_model, model_split
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """Run ``polylens ARGS`` in-process through main() inside typer's CliRunner isolation
+    (captured stdout and stderr); returns (exit code, stdout, stderr)."""
+    runner = CliRunner()
+    with runner.isolation() as (out, err, _):
+        code = main([str(a) for a in args])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return code, out.getvalue().decode(), err.getvalue().decode()
+
+
+def run_json(*args: str) -> dict:
+    code, out, err = run_cli(*args, "--json")
+    assert code == 0, err
+    return json.loads(out)  # the whole of stdout is one JSON document
+
+
+@pytest.fixture(scope="module")
+def seed():
+    return load_model("seed")
+
+
+def test_info_json_contract(seed):
+    """`info seed --json` prints one JSON object with the architecture, activation, a test accuracy in
+    (0, 1] measured now on the test split (equal to the card's) and 10 per-class accuracies."""
+    info = run_json("info", "seed")
+    assert info["architecture"] == "49-3-3-10" and info["activation"] == "gelu"
+    assert isinstance(info["test_accuracy"], float) and 0 < info["test_accuracy"] <= 1
+    assert info["test_accuracy"] == seed.card.test_accuracy
+    pc = info["per_class_accuracy"]
+    assert len(pc) == 10 and all(isinstance(v, float) and 0 <= v <= 1 for v in pc)
+    assert sum(info["test_counts"]) == 2000 and info["n_params"] == 202
+
+
+def test_info_table_mentions_the_figures():
+    """Without --json, info prints a readable summary with the accuracy."""
+    code, out, err = run_cli("info", "seed")
+    assert code == 0 and err == ""
+    assert "49-3-3-10" in out and "76.8%" in out
+
+
+@pytest.mark.parametrize("shape", [(5, 49), (49,)])
+def test_predict_inputs_contract_matches_network(tmp_path, seed, shape):
+    """`predict seed --inputs X.npy --json` returns exactly the Network's float64 logits, softmax
+    probabilities that sum to one, and argmax predictions, for (N, d) and (d,) arrays."""
+    x = np.random.default_rng(0).random(shape)
+    np.save(tmp_path / "x.npy", x)
+    res = run_json("predict", "seed", "--inputs", tmp_path / "x.npy")
+    logits = np.array(res["logits"])
+    assert np.array_equal(logits, seed.network(x))  # JSON floats round-trip exactly
+    probs = np.array(res["probabilities"])
+    assert probs.shape == logits.shape and np.allclose(probs.sum(axis=1), 1.0, atol=1e-12)
+    assert res["predictions"] == seed.network.predict(x).tolist() == np.argmax(probs, axis=1).tolist()
+
+
+def test_predict_index_shows_true_labels(seed):
+    """`predict --index` reads the model's test split and reports the true labels."""
+    res = run_json("predict", "seed", "--index", "0,5,1999")
+    split = model_split(seed)
+    assert res["index"] == [0, 5, 1999]
+    assert res["labels"] == split.y_test[[0, 5, 1999]].tolist()
+    assert res["predictions"] == seed.network.predict(split.x_test[[0, 5, 1999]]).tolist()
+
+
+def test_train_command_writes_a_loadable_model(tmp_path):
+    """`train` writes a model directory whose card records the command, and `info` reads it back."""
+    res = run_json("train", "49-3-3-10", "--epochs", "2", "--seed", "1", "--out", tmp_path / "m")
+    assert res["architecture"] == "49-3-3-10" and 0 < res["test_accuracy"] <= 1
+    m = load_model(tmp_path / "m")
+    assert "--epochs 2" in m.card.command and "--seed 1" in m.card.command
+    assert run_json("info", tmp_path / "m")["test_accuracy"] == res["test_accuracy"]
+
+
+def test_demo_evaluates_the_seed_model(tmp_path, seed):
+    """run_demo reports the seed model's accuracy and writes it to demo.json; the command agrees."""
+    result = run_demo(tmp_path, None)
+    assert result.test_accuracy == seed.card.test_accuracy and result.architecture == "49-3-3-10"
+    assert json.loads((tmp_path / "demo.json").read_text())["test_accuracy"] == result.test_accuracy
+    assert run_json("demo", "--out", tmp_path / "again")["per_class_accuracy"] == seed.card.per_class_accuracy
+
+
+def _malformed_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / CARD_FILE).write_text('{"architecture": ')
+    return d
+
+
+def _wide_inputs(tmp_path: Path) -> Path:
+    np.save(tmp_path / "wide.npy", np.zeros((3, 50)))
+    return tmp_path / "wide.npy"
+
+
+ERROR_CASES = {
+    "missing model path": (lambda t: ["info", t / "no" / "such"], "does not exist"),
+    "malformed model dir": (lambda t: ["info", _malformed_dir(t)], "not valid JSON"),
+    "wrong input width": (lambda t: ["predict", "seed", "--inputs", _wide_inputs(t)], "(N, 49)"),
+    "bad option value": (lambda t: ["train", "49-3-3-10", "--epochs", "-3", "--out", t / "m"], "'epochs'"),
+    "non-integer option": (lambda t: ["train", "49-3-3-10", "--epochs", "x", "--out", t / "m"], "--epochs"),
+    "unknown bundled name": (lambda t: ["info", "nonesuch"], "bundled models: seed"),
+    "unknown option": (lambda t: ["info", "seed", "--colour"], "No such option"),
+    "unknown command": (lambda t: ["frobnicate"], "frobnicate"),
+    "missing argument": (lambda t: ["info"], "MODEL"),
+    "index out of range": (lambda t: ["predict", "seed", "--index", "2000"], "[0, 1999]"),
+    "neither index nor inputs": (lambda t: ["predict", "seed"], "exactly one"),
+    "missing inputs file": (lambda t: ["predict", "seed", "--inputs", t / "none.npy"], "none.npy"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_errors_are_one_line_and_exit_2(tmp_path, case):
+    """Each error a user can cause prints exactly one line `polylens: error: ...` on stderr,
+    nothing on stdout, and exits with status 2."""
+    make_args, needle = ERROR_CASES[case]
+    code, out, err = run_cli(*make_args(tmp_path))
+    assert code == 2
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1 and err.endswith("\n"), err
+    assert lines[0].startswith("polylens: error: ") and needle in lines[0]
+    assert "Traceback" not in err
+
+
+def test_help_and_version_exit_0():
+    """--help and --version succeed with status 0."""
+    code, out, _ = run_cli("--help")
+    assert code == 0 and "train" in out and "predict" in out
+    code, out, _ = run_cli("--version")
+    assert code == 0 and out.startswith("polylens ")
+
+
+def _entry_point() -> list[str]:
+    script = Path(sys.executable).parent / "polylens"
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("polylens")
+    return [found] if found else [sys.executable, "-c", "import sys; from polylens.cli import main; sys.exit(main())"]
+
+
+@pytest.mark.parametrize("args", [["info", "/no/such/model"], ["info", "seed", "--epochs", "-3"]])
+def test_installed_command_exit_code(args):
+    """Through the installed `polylens` entry point in a fresh process: exit status 2, one line on
+    stderr, no traceback."""
+    proc = subprocess.run(_entry_point() + args, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("polylens: error: ")
+
+
+def test_installed_command_info_json():
+    """The installed entry point prints the info JSON contract in a fresh process."""
+    proc = subprocess.run(_entry_point() + ["info", "seed", "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["architecture"] == "49-3-3-10"
+
+
+def test_number_list_parsing():
+    """Comma lists parse to numbers; empty items, non-numbers, NaN and out-of-range values are
+    ParameterErrors naming the option."""
+    from polylens.cli._common import parse_float_list, parse_int_list
+    from polylens.errors import ParameterError
+
+    assert parse_float_list("0,0.01, 0.02", "eps", lo=0, hi=1) == [0.0, 0.01, 0.02]
+    assert parse_int_list("3,1,2", "index", lo=0) == [3, 1, 2]
+    for bad in ("", "0,,1", "a", "nan", "1.5"):
+        with pytest.raises(ParameterError, match="'eps'"):
+            parse_float_list(bad, "eps", lo=0, hi=1)
+    for bad in ("1.5", "-1", "x"):
+        with pytest.raises(ParameterError, match="'index'"):
+            parse_int_list(bad, "index", lo=0)
