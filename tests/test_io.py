@@ -6,7 +6,6 @@ logits onnxruntime computes; unsupported models fail with errors that name every
 from __future__ import annotations
 
 import io
-import warnings
 from collections import OrderedDict
 
 import numpy as np

@@ -70,3 +70,20 @@ ENVELOPE_TIE_REL = 1e-13
 #: is below this times (U - L) * max(1, |f(L)|, |f(U)|): what is left is float64 noise in the touch
 #: points, and a further cut would duplicate one already there.
 ENVELOPE_GAP_REL = 1e-12
+
+#: Discovery analyses (polylens.analyses.signatures): a pixel at a bound of its box counts as
+#: *binding* when its reduced cost exceeds this in magnitude. 100x HiGHS's dual feasibility
+#: tolerance (LP_FEASIBILITY_TOL), so a reduced cost that is zero up to solver noise is never read
+#: as binding. A label, not a bound: nothing rigorous depends on it.
+BINDING_DUAL_TOL = 1e-7
+
+#: Discovery analyses (prototypes, counterfactual repair): a candidate input replaces the start
+#: image only when its real margin is higher by more than this. Logits of order 10 carry float64
+#: forward errors of ~1e-14 that depend on the batch a row is evaluated in (BLAS blocking); with
+#: this gap "the prototype's real margin is at least the start's" survives re-evaluation anywhere.
+REAL_MARGIN_GAIN = 1e-9
+
+#: Discovery analyses: a pixel counts as changed (prototype, counterfactual) when it moved by more
+#: than this. LP optima sit on their bounds to ~1e-9 (LP_FEASIBILITY_TOL); a pixel value of 1e-6 is
+#: far below one grey level (1/255). Display only; nothing rigorous depends on it.
+PIXEL_CHANGE_TOL = 1e-6

@@ -62,17 +62,19 @@ def _margin(network: Network, x: Array, labels: Array) -> tuple[Array, Array]:
 
 
 def pgd_attack(network: Network, x: Array, labels: Array, xl: Array, xu: Array, *, steps: int = 30,
-               restarts: int = 2, targeted: bool = True, seed: int = 0) -> AttackResult:
+               restarts: int = 2, targeted: bool = True, seed: int = 0, row_ids: Array | None = None) -> AttackResult:
     """PGD within the box [xl, xu] (rows of shape (N, d)), batched over N inputs.
 
     Runs ``restarts`` untargeted runs (the first from x, the rest from uniform random points in the box)
     and, if ``targeted``, one run towards each other class. Keeps the lowest-margin point per row.
+    Random starts of row i are drawn from a generator seeded by (seed, row_ids[i]), so a row's result
+    does not depend on which other rows share its batch (a resumed sweep reproduces an uninterrupted one).
     """
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     labels = np.asarray(labels, dtype=np.int64)
     xl, xu = np.atleast_2d(xl), np.atleast_2d(xu)
-    rng = np.random.default_rng(seed)
     N = len(x)
+    row_ids = np.arange(N) if row_ids is None else np.asarray(row_ids, dtype=np.int64)
     idx = np.arange(N)
     best_x = x.copy()
     best_m, _ = _margin(network, x, labels)
@@ -99,8 +101,9 @@ def pgd_attack(network: Network, x: Array, labels: Array, xl: Array, xu: Array, 
         best_m = np.where(better, m, best_m)
 
     run(x, None)
-    for _ in range(max(0, restarts - 1)):
-        run(xl + rng.random(x.shape) * (xu - xl), None)
+    for r in range(max(0, restarts - 1)):
+        u = np.stack([np.random.default_rng([seed, int(i), r]).random(x.shape[1]) for i in row_ids]) if N else x
+        run(xl + u * (xu - xl), None)
     if targeted:
         for k in range(network.n_classes):
             tgt = np.full(N, k)

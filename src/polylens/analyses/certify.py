@@ -114,7 +114,7 @@ def lp_margin_bounds(poly: Polytope, xl: Array, xu: Array, label: int, classes, 
     cex = None
     for k in classes:
         try:
-            sol = solver.solve(poly.margin_cost(label, int(k)), Sense.MIN)
+            sol = solver.solve(poly.margin_cost(label, int(k)), Sense.MIN, basis=False)
         except SolverError:
             out[k] = -np.inf
             continue
@@ -178,7 +178,8 @@ def certify(network: Network, x: Array, labels: Array, eps: float, *, indices: A
     decided[wrong] = "clean"
     open_ = ~ok_alpha & ~wrong
     if options.attack_steps > 0 and open_.any() and eps > 0:
-        att = pgd_attack(network, x[open_], labels[open_], xl[open_], xu[open_], steps=options.attack_steps, seed=seed)
+        att = pgd_attack(network, x[open_], labels[open_], xl[open_], xu[open_], steps=options.attack_steps, seed=seed,
+                         row_ids=indices[open_])
         rows = np.flatnonzero(open_)[att.found]
         cex[rows] = att.x[att.found]
         decided[rows] = "attack"
@@ -244,7 +245,8 @@ def lp_classifier(network: Network, x: Array, eps: float, *, mode: EnvelopeMode 
     lab = np.tile(np.arange(C), N)
     lower = margin_lower_bound(network, xl[rep], xu[rep], lab, BoundMethod.CROWN)
     lower[np.arange(N * C), lab] = np.inf
-    lb = lower.min(axis=1).reshape(N, C)  # (N, C) lower bound of W_c
+    pair_lb = lower.reshape(N, C, C)  # [i, c, k]: CROWN lower bound of logit_c - logit_k
+    lb = pair_lb.min(axis=2)  # (N, C) lower bound of W_c
     logits = network(x)
     ub = np.array([[np.min(np.delete(logits[i, c] - logits[i], c)) for c in range(C)] for i in range(N)])
     pred = np.argmax(lb, axis=1)
@@ -261,11 +263,13 @@ def lp_classifier(network: Network, x: Array, eps: float, *, mode: EnvelopeMode 
             if ub[i, c] < best[i]:
                 continue
             w = np.inf
-            for k in range(C):
+            # The competitor with the weakest CROWN bound is the likeliest minimiser: try it first,
+            # so that a class that cannot win is dropped after one solve.
+            for k in np.argsort(pair_lb[i, c]):
                 if k == c:
                     continue
                 try:
-                    w = min(w, solver.solve(poly.margin_cost(int(c), k), Sense.MIN).safe_bound)
+                    w = min(w, solver.solve(poly.margin_cost(int(c), int(k)), Sense.MIN, basis=False).safe_bound)
                 except SolverError:
                     w = -np.inf
                 if w < best[i]:

@@ -211,7 +211,8 @@ def interval_affine(W: Array, b: Array, lo: Array, hi: Array) -> tuple[Array, Ar
     Error argument: rounding c and r costs at most u*|W|(|c| + r) = u*|W| m, m = max(|lo|, |hi|)
     (|c| + r = m exactly); evaluating ``W c + b - |W| r`` is a sum of 2n+1 products, off by at most
     gamma(2n+1) * (|W| m + |b|) (1 + u). Both together are below gamma(2n+3) * (|W| m + |b|);
-    we subtract gamma(2n+4) times the float value of that magnitude (see :func:`gamma`).
+    we subtract gamma(2n+4) times the float value of that magnitude (see :func:`gamma`). Halving a
+    subnormal c or r may lose one underflow unit per coordinate: ``2 * unit * sum |W|`` covers it.
     """
     n = W.shape[1]
     c = (lo + hi) * 0.5
@@ -220,7 +221,7 @@ def interval_affine(W: Array, b: Array, lo: Array, hi: Array) -> tuple[Array, Ar
     mid = c @ W.T + b
     rad = r @ absW.T
     mag = np.maximum(np.abs(lo), np.abs(hi)) @ absW.T + np.abs(b)
-    err = slack(2 * n + 4, mag)
+    err = slack(2 * n + 4, mag) + (2.0 * BOUND_UNDERFLOW_UNIT) * absW.sum(1)
     return round_down(mid - rad, err), round_up(mid + rad, err)
 
 

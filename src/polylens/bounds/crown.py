@@ -34,6 +34,7 @@ from polylens.bounds.ibp import ibp
 from polylens.errors import ParameterError
 from polylens.nn.activations import Activation
 from polylens.nn.network import Network
+from polylens.tolerances import BOUND_UNDERFLOW_UNIT
 from polylens.validation import check_enum, check_int
 
 Array = np.ndarray
@@ -52,6 +53,10 @@ _PER_ROW_LIMIT = 1 << 16
 
 #: Largest float64 entries of one (chunk, groups, n, grid) tensor in the optimiser.
 _OPT_CHUNK_ELEMENTS = 1 << 22
+
+def _OPT_DTYPE(torch):
+    return torch.float32
+
 
 #: Adam step size on the slope's position t in [0, 1] within its slope range, and its decay per step.
 _ALPHA_LR = 0.1
@@ -169,12 +174,16 @@ def _backward(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu:
        m products, m below, off by at most ``gamma(m)`` times the sum of their magnitudes.
 
     All three are below ``gamma(m)`` times the magnitudes accumulated in ``mag`` (m >= every
-    n_j), so the result ``round_down(value, slack(m, mag))`` is a rigorous lower bound.
+    n_j). Gradual underflow adds at most one underflow unit per product on top (Higham eq. 2.8);
+    in the coefficients that unit is multiplied by the variable's magnitude, accumulated in
+    ``under``. The result ``round_down(value, slack(m, mag) + 2 * unit * under)`` is therefore a
+    rigorous lower bound.
     """
     layers = network.layers
     W, b = layers[k].W, layers[k].b
     xmag = np.maximum(np.abs(xl), np.abs(xu))
     m = 2 * (xl.shape[1] + sum(layers[j].out_features for j in range(k + 1))) + 4
+    under = np.zeros((xl.shape[0], 1))
     if C is None:
         A = np.concatenate([W, -W])[None]  # exact
         const = np.concatenate([b, -b])[None]
@@ -186,6 +195,7 @@ def _backward(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu:
         A = C @ W
         zm = xmag if k == 0 else relax[k - 1].zmag
         mag = mag + _bmv(absC, zm @ np.abs(W).T)
+        under = under + W.shape[0] * zm.sum(-1, keepdims=True)
     for j in range(k - 1, -1, -1):
         r = relax[j]
         Ap, An = np.maximum(A, 0.0), np.minimum(A, 0.0)
@@ -200,10 +210,11 @@ def _backward(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu:
         A = lam @ W
         zm = xmag if j == 0 else relax[j - 1].zmag
         mag = mag + _bmv(abslam, zm @ np.abs(W).T)
+        under = under + np.maximum(np.abs(r.L), np.abs(r.U)).sum(-1, keepdims=True) + W.shape[0] * zm.sum(-1, keepdims=True)
     Ap, An = np.maximum(A, 0.0), np.minimum(A, 0.0)
     value = _bmv(Ap, xl) + _bmv(An, xu) + const
     mag = mag + _bmv(Ap - An, xmag)
-    return round_down(value, slack(m, mag))
+    return round_down(value, slack(m, mag) + (2.0 * BOUND_UNDERFLOW_UNIT) * under)
 
 
 def _spec_rows(network: Network, k: int, C: Array | None) -> int:
@@ -439,7 +450,7 @@ def _optimise_chunk(network: Network, k: int, relax: list[_Relaxation], ranges, 
     """
     import torch
 
-    f64 = torch.float64
+    f64 = _OPT_DTYPE(torch)
 
     def T(a):
         return torch.tensor(np.asarray(a), dtype=f64)
@@ -506,9 +517,9 @@ def _optimise_chunk(network: Network, k: int, relax: list[_Relaxation], ranges, 
         for j in range(k - 1, -1, -1):
             ls, li = line(j, 0, sl[j][0], True)
             us, ui = line(j, 1, sl[j][1], False)
-            Ap, An = A.clamp(min=0.0), A.clamp(max=0.0)
-            const = const + (Ap * li + An * ui).sum(-1)
-            lam = Ap * ls + An * us
+            pos = A >= 0
+            const = const + (A * torch.where(pos, li, ui)).sum(-1)
+            lam = A * torch.where(pos, ls, us)
             const = const + lam @ bs[j]
             A = lam @ Ws[j]
         return (A * xmid).sum(-1) - (A.abs() * xrad).sum(-1) + const

@@ -367,6 +367,8 @@ def build_polytopes(network: Network, xl: Array, xu: Array, lower: Sequence[Arra
     images are built in one vectorised call per layer, which is what makes many small polytopes cheap."""
     xl, xu = np.atleast_2d(xl), np.atleast_2d(xu)
     N = xl.shape[0]
+    if N == 0:
+        return []
     mode = EnvelopeMode(mode)
     per_layer = [split_envelope(build_envelope(act, np.asarray(Lb, float).ravel(), np.asarray(Ub, float).ravel(),
                                                mode=mode, cuts=cuts), N)

@@ -147,10 +147,10 @@ def _classify(leaves: list[tuple[str, nn.Module]], problems: list[str]) -> int |
         elif type(m) in _BY_MODULE:
             if _activation_of(m) is None:
                 problems.append(f"{name} at {path} ({_settings(m)})")
-        elif isinstance(m, (nn.Conv1d, nn.Conv2d)) and type(m) in (nn.Conv1d, nn.Conv2d):
+        elif type(m) in (nn.Conv1d, nn.Conv2d):
             if m.padding_mode != "zeros":
                 problems.append(f"{name} at {path} (padding_mode={m.padding_mode!r}; only 'zeros' is lowered)")
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and type(m) in (nn.BatchNorm1d, nn.BatchNorm2d):
+        elif type(m) in (nn.BatchNorm1d, nn.BatchNorm2d):
             if m.running_mean is None or m.running_var is None:
                 problems.append(f"{name} at {path} (no running statistics)")
         elif type(m) in (nn.Linear, nn.Flatten, nn.Unflatten) or type(m) in _DROPOUTS:
@@ -314,7 +314,7 @@ def _verify(module: nn.Module, net: Network, shape: tuple[int, ...], final: nn.M
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, *shape))
-    twin = copy.deepcopy(module).to(torch.float64).eval()
+    twin = copy.deepcopy(module).to(device="cpu", dtype=torch.float64).eval()
     try:
         with torch.no_grad():
             y = twin(torch.from_numpy(x)).numpy()

@@ -1,0 +1,355 @@
+"""System-level prototypes: the input near a digit's best image that the LP says is most that digit.
+
+For each digit c, start from its best-performing image x0 (the largest real margin
+``logit_c - max_{k != c} logit_k`` among the images labelled c) and solve, over the network's LP
+relaxation on the ball of radius ``eps`` around x0 intersected with [0, 1]^d,
+
+    maximise   logit_c - t - lam * sum_i u_i
+    subject to t   >= logit_k           for every k != c
+               u_i >= |x_i - x0_i|      for every pixel i
+               (x, a, z, logit) in the polytope,
+
+with the auxiliary columns t and u added by :meth:`Polytope.extend`. ``logit_c - t`` is the
+worst-case margin; ``lam`` prices every unit of ink moved, so small ``lam`` lets the prototype move
+further from x0.
+
+What is reported, and what is guaranteed:
+
+* ``lp_safe_bound``: a rigorous upper bound on the LP maximum, hence on the real objective
+  ``margin(x) - lam * ||x - x0||_1`` at *every* input x of the ball (x0 and the prototype included);
+* ``margin_upper``: the same with ``lam = 0``, a rigorous upper bound on the real margin of every
+  input in the ball (one more solve of the same LP with another cost);
+* ``lp_margin``: the LP's own margin ``logit_c - t`` at its optimum (a relaxed value, not a bound);
+* real margins by forward passes: ``start_margin`` at x0, ``lp_point_margin`` at the LP's input,
+  ``prototype_margin`` at the reported prototype.
+
+The LP's input need not do well on the real network (the relaxation is loose), so the prototype is
+chosen to guarantee ``prototype_margin >= start_margin``: the LP point when its real margin beats the
+start's by more than ``REAL_MARGIN_GAIN`` (``source = "lp"``); else the best point of a line search
+``x0 + alpha * (x_lp - x0)``, alpha in {1/steps, ..., 1} when it beats the start by that much
+(``"line"``); else x0 itself (``"start"``). Every candidate lies in the ball (a convex set holding
+both ends). When HiGHS fails on the HULL polytope, the PAIR envelope is tried (``envelope``); when
+that fails too, the prototype is x0 (``lp_status = "failed"``).
+
+Example
+-------
+>>> from polylens.nn.model import load_model, model_split
+>>> m = load_model("seed"); s = model_split(m)
+>>> r = prototypes(m, s.x_test, s.y_test, eps=0.1, lam=0.01)
+>>> bool((r.prototype_margin >= r.start_margin).all())
+True
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from polylens.analyses.signatures import (_check_digits, _check_envelope, _check_inputs, _check_labels, _dataclass_dict,
+                                          _html_table, _margins, _network_of, _relax, _with_l1_columns,
+                                          _with_max_column)
+from polylens.errors import ParameterError, SolverError
+from polylens.lp import LPSolver, Sense
+from polylens.nn.network import Network
+from polylens.relax.envelopes import EnvelopeMode
+from polylens.tolerances import PIXEL_CHANGE_TOL, REAL_MARGIN_GAIN
+from polylens.validation import check_float, check_int
+
+Array = np.ndarray
+
+__all__ = ["PrototypeResult", "PrototypeSweepResult", "prototype_sweep", "prototypes"]
+
+
+@dataclass(frozen=True, eq=False)
+class PrototypeResult:
+    """One prototype per digit (see the module docstring). D = len(digits), d = input width, C classes.
+
+    ``start_index`` (D,) row of x of the start image; ``start`` (D, d); ``prototype`` (D, d) the chosen
+    input; ``delta`` (D, d) = prototype - start; ``changed`` bool (D, d): |delta| > PIXEL_CHANGE_TOL;
+    ``n_changed`` (D,); ``l1`` (D,) = ||delta||_1. ``lp_input`` (D, d): the LP optimum's input (NaN rows
+    where the LP failed). Real margins (D,): ``start_margin``, ``lp_point_margin``, ``prototype_margin``;
+    ``runner_up_before`` / ``runner_up_after`` (D,): the strongest other class at start and prototype;
+    ``start_logits`` / ``prototype_logits`` (D, C). LP figures (D,): ``lp_objective`` (solver value),
+    ``lp_safe_bound`` (rigorous upper bound of max margin - lam * L1), ``lp_margin`` (logit_c - t at the
+    optimum), ``margin_upper`` (rigorous upper bound of the real margin anywhere in the ball).
+    ``source`` (D,): "lp", "line" or "start"; ``alpha`` (D,): the step along x0 -> x_lp used (1, in
+    (0, 1), or 0); ``envelope`` (D,): "hull"/"pair" as built, the fallback "pair", or "" when it
+    failed; ``lp_status`` (D,): "optimal" or "failed".
+    """
+
+    digits: tuple[int, ...]
+    eps: float
+    lam: float
+    mode: str
+    cuts: int
+    input_shape: tuple[int, ...]
+    start_index: Array
+    start: Array
+    prototype: Array
+    delta: Array
+    changed: Array
+    n_changed: Array
+    l1: Array
+    lp_input: Array
+    start_margin: Array
+    lp_point_margin: Array
+    prototype_margin: Array
+    runner_up_before: Array
+    runner_up_after: Array
+    start_logits: Array
+    prototype_logits: Array
+    lp_objective: Array
+    lp_safe_bound: Array
+    lp_margin: Array
+    margin_upper: Array
+    source: tuple[str, ...]
+    alpha: Array
+    envelope: tuple[str, ...]
+    lp_status: tuple[str, ...]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        """JSON-ready data: arrays as nested lists, NaN as None."""
+        return _dataclass_dict(self)
+
+    def _repr_html_(self) -> str:
+        rows = [[d, int(self.start_index[i]), float(self.start_margin[i]), float(self.prototype_margin[i]),
+                 self.source[i], int(self.n_changed[i]), float(self.l1[i]), float(self.lp_margin[i]),
+                 float(self.margin_upper[i])] for i, d in enumerate(self.digits)]
+        headers = ["digit", "start", "start margin", "prototype margin", "source", "changed px", "L1",
+                   "LP margin", "margin ≤"]
+        return _html_table(f"Prototypes: eps={self.eps:g}, lam={self.lam:g}, {self.mode}({self.cuts}); "
+                           f"{self.seconds:.1f} s", headers, rows)
+
+
+@dataclass(frozen=True, eq=False)
+class PrototypeSweepResult:
+    """Prototypes over a grid of radii and prices. E = len(eps), M = len(lam), D = len(digits).
+
+    ``start_index`` and ``start_margin`` (D,); ``real_margin`` (E, M, D) the prototype's real margin;
+    ``n_changed`` int (E, M, D); ``l1`` (E, M, D); ``lp_safe_bound`` (E, M, D); ``margin_upper`` (E, D);
+    ``source`` str (E, M, D) ("lp", "line", "start").
+    """
+
+    eps: Array
+    lam: Array
+    digits: tuple[int, ...]
+    start_index: Array
+    start_margin: Array
+    real_margin: Array
+    n_changed: Array
+    l1: Array
+    lp_safe_bound: Array
+    margin_upper: Array
+    source: Array
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return _dataclass_dict(self)
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for a, e in enumerate(self.eps):
+            for b, lm in enumerate(self.lam):
+                rows.append([float(e), float(lm), float(np.mean(self.real_margin[a, b] - self.start_margin)),
+                             float(np.mean(self.n_changed[a, b])), int(np.sum(self.source[a, b] == "lp"))])
+        return _html_table(f"Prototype sweep over {len(self.digits)} digits; {self.seconds:.1f} s",
+                           ["eps", "lam", "mean margin gain", "mean changed px", "digits using the LP point"], rows)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _start_images(net: Network, x: Array, y: Array, digits: tuple[int, ...], where: str) -> Array:
+    """Row of x with the largest real margin among the images of each digit (first on ties)."""
+    margin, _ = _margins(net(x), y)
+    out = []
+    for d in digits:
+        rows = np.flatnonzero(y == d)
+        if rows.size == 0:
+            raise ParameterError(f"{where} has no image of digit {d} in x; choose 'digits' among {sorted(set(y.tolist()))}.")
+        out.append(rows[np.argmax(margin[rows])])
+    return np.array(out, np.int64)
+
+
+@dataclass(frozen=True)
+class _Solved:
+    """LP outcomes for D start images and M prices: lp_x (M, D, d) (x0 where failed), objective,
+    safe, lp_margin (M, D); margin_upper (D,); envelope, status (D,)."""
+
+    lp_x: Array
+    objective: Array
+    safe: Array
+    lp_margin: Array
+    margin_upper: Array
+    envelope: tuple[str, ...]
+    status: tuple[str, ...]
+
+
+def _solve(net: Network, x0: Array, labels: Array, eps: float, lams: Sequence[float], mode: EnvelopeMode,
+           cuts: int) -> _Solved:
+    D, d = x0.shape
+    M = len(lams)
+    rel = _relax(net, x0, eps, mode, cuts)
+    lp_x = np.repeat(x0[None], M, axis=0)
+    obj = np.full((M, D), np.nan)
+    safe = np.full((M, D), np.nan)
+    lpm = np.full((M, D), np.nan)
+    mup = np.full(D, np.nan)
+    env, status = [], []
+    for i in range(D):
+        c = int(labels[i])
+        for kind in (mode.value, "pair"):
+            if kind == mode.value:
+                base = rel.polys[i]
+            elif mode is EnvelopeMode.PAIR:
+                break
+            else:
+                base = rel.pair_polytope(net, i)
+            poly = _with_l1_columns(_with_max_column(base, c), x0[i], rel.xl[i], rel.xu[i])
+            t = base.n_cols
+            u = slice(t + 1, t + 1 + d)
+            cost = np.zeros(poly.n_cols)
+            cost[poly.logits.start + c] = 1.0
+            cost[t] = -1.0
+            try:
+                solver = LPSolver(poly)
+                s0 = solver.solve(cost, Sense.MAX)
+                sols = []
+                for lam in lams:
+                    cc = cost.copy()
+                    cc[u] = -lam
+                    sols.append(solver.solve(cc, Sense.MAX))
+            except SolverError:
+                continue
+            if not (s0.optimal and all(s.optimal for s in sols)):
+                continue
+            mup[i] = s0.safe_bound
+            for j, s in enumerate(sols):
+                lp_x[j, i] = np.clip(s.x[poly.inputs], rel.xl[i], rel.xu[i])
+                obj[j, i] = s.objective
+                safe[j, i] = s.safe_bound
+                lpm[j, i] = s.x[poly.logits.start + c] - s.x[t]
+            env.append(kind)
+            status.append("optimal")
+            break
+        else:
+            env.append("")
+            status.append("failed")
+        if len(env) < i + 1:  # PAIR mode that failed (the loop broke before trying a fallback)
+            env.append("")
+            status.append("failed")
+    return _Solved(lp_x, obj, safe, lpm, mup, tuple(env), tuple(status))
+
+
+def _choose(net: Network, x0: Array, lp_x: Array, labels: Array, steps: int):
+    """The guaranteed prototype per row: LP point, best line-search point, or x0 (see the module docstring).
+
+    Returns (prototype (D, d), alpha (D,), source list, margins at (x0, lp point, prototype) (3, D))."""
+    D, d = x0.shape
+    alphas = np.arange(steps + 1) / steps  # alphas[0] = 0 gives x0 exactly, alphas[-1] = 1 the LP point
+    X = x0[:, None, :] + alphas[None, :, None] * (lp_x - x0)[:, None, :]
+    X[:, -1] = lp_x
+    m, _ = _margins(net(X.reshape(-1, d)), np.repeat(labels, steps + 1))
+    m = m.reshape(D, steps + 1)
+    start, at_lp = m[:, 0], m[:, -1]
+    j_best = 1 + np.argmax(m[:, 1:][:, ::-1], axis=1)  # the largest alpha among equal best margins
+    j_best = steps + 1 - j_best
+    j = np.where(at_lp > start + REAL_MARGIN_GAIN, steps,
+                 np.where(m[np.arange(D), j_best] > start + REAL_MARGIN_GAIN, j_best, 0))
+    source = ["lp" if k == steps else "line" if k > 0 else "start" for k in j]
+    proto = X[np.arange(D), j]
+    return proto, alphas[j], source, np.stack([start, at_lp, m[np.arange(D), j]])
+
+
+def _check_common(network, x, y, eps, digits, mode, cuts, steps, where):
+    net = _network_of(network, where)
+    x = _check_inputs(net, x, where)
+    y = _check_labels(net, y, len(x), where)
+    digits = _check_digits(net, digits, where) if digits is not None else tuple(sorted(set(y.tolist())))
+    if not digits:
+        raise ParameterError(f"{where} needs at least one image.")
+    mode, cuts = _check_envelope(mode, cuts, where)
+    steps = check_int(steps, "steps", where, 1, 10_000)
+    if net.n_classes < 2:
+        raise ParameterError(f"{where} needs a network with at least two classes.")
+    return net, x, y, digits, mode, cuts, steps
+
+
+def prototypes(network: Any, x: Any, y: Any, *, eps: float = 0.1, lam: float = 0.01, digits: Sequence[int] | None = None,
+               mode: EnvelopeMode | str = EnvelopeMode.HULL, cuts: int = 8, steps: int = 16) -> PrototypeResult:
+    """Max-margin prototype of each digit near its best image (see the module docstring).
+
+    ``network``: a Network or a Model; ``x`` (N, d) in [0, 1], ``y`` (N,) labels; ``digits``: the classes
+    (default: every class present in y); ``eps`` the radius, ``lam`` >= 0 the L1 price, ``steps`` the
+    line-search resolution. Guarantee: ``prototype_margin >= start_margin`` for every digit.
+    """
+    where = "prototypes"
+    t0 = time.perf_counter()
+    net, x, y, digits, mode, cuts, steps = _check_common(network, x, y, eps, digits, mode, cuts, steps, where)
+    eps = check_float(eps, "eps", where, 0.0, 1.0)
+    lam = check_float(lam, "lam", where, 0.0)
+    idx = _start_images(net, x, y, digits, where)
+    x0, labels = x[idx], np.array(digits, np.int64)
+    sol = _solve(net, x0, labels, eps, [lam], mode, cuts)
+    proto, alpha, source, mg = _choose(net, x0, sol.lp_x[0], labels, steps)
+    delta = proto - x0
+    changed = np.abs(delta) > PIXEL_CHANGE_TOL
+    failed = np.array([s != "optimal" for s in sol.status])
+    lp_input = sol.lp_x[0].copy()
+    lp_input[failed] = np.nan
+    lg0, lg1 = net(x0), net(proto)
+    return PrototypeResult(
+        digits=digits, eps=eps, lam=lam, mode=mode.value, cuts=cuts, input_shape=tuple(net.input_shape),
+        start_index=idx, start=x0, prototype=proto, delta=delta, changed=changed, n_changed=changed.sum(axis=1),
+        l1=np.abs(delta).sum(axis=1), lp_input=lp_input, start_margin=mg[0],
+        lp_point_margin=np.where(failed, np.nan, mg[1]), prototype_margin=mg[2],
+        runner_up_before=_margins(lg0, labels)[1], runner_up_after=_margins(lg1, labels)[1], start_logits=lg0,
+        prototype_logits=lg1, lp_objective=sol.objective[0], lp_safe_bound=sol.safe[0], lp_margin=sol.lp_margin[0],
+        margin_upper=sol.margin_upper, source=tuple(source), alpha=alpha, envelope=sol.envelope,
+        lp_status=sol.status, seconds=time.perf_counter() - t0)
+
+
+def prototype_sweep(network: Any, x: Any, y: Any, eps_list: Sequence[float], lam_list: Sequence[float], *,
+                    digits: Sequence[int] | None = None, mode: EnvelopeMode | str = EnvelopeMode.HULL, cuts: int = 8,
+                    steps: int = 16) -> PrototypeSweepResult:
+    """Prototypes for every (eps, lam) of a grid: one polytope per (eps, digit), re-solved per lam.
+
+    Same rules and guarantee as :func:`prototypes` at every grid point.
+    """
+    where = "prototype_sweep"
+    t0 = time.perf_counter()
+    net, x, y, digits, mode, cuts, steps = _check_common(network, x, y, 0.0, digits, mode, cuts, steps, where)
+    eps_arr = np.array([check_float(e, "eps_list", where, 0.0, 1.0) for e in np.atleast_1d(eps_list)])
+    lam_arr = np.array([check_float(v, "lam_list", where, 0.0) for v in np.atleast_1d(lam_list)])
+    if eps_arr.size == 0 or lam_arr.size == 0:
+        raise ParameterError(f"The 'eps_list' and 'lam_list' parameters of {where} must be non-empty lists. "
+                             f"Got {len(eps_arr)} and {len(lam_arr)} values instead.")
+    idx = _start_images(net, x, y, digits, where)
+    x0, labels = x[idx], np.array(digits, np.int64)
+    E, M, D = len(eps_arr), len(lam_arr), len(digits)
+    real = np.zeros((E, M, D))
+    n_changed = np.zeros((E, M, D), np.int64)
+    l1 = np.zeros((E, M, D))
+    safe = np.zeros((E, M, D))
+    mup = np.zeros((E, D))
+    source = np.empty((E, M, D), dtype="<U5")
+    start_margin = None
+    for a, e in enumerate(eps_arr):
+        sol = _solve(net, x0, labels, float(e), lam_arr.tolist(), mode, cuts)
+        mup[a] = sol.margin_upper
+        for b in range(M):
+            proto, _, src, mg = _choose(net, x0, sol.lp_x[b], labels, steps)
+            start_margin = mg[0]
+            delta = proto - x0
+            real[a, b] = mg[2]
+            n_changed[a, b] = (np.abs(delta) > PIXEL_CHANGE_TOL).sum(axis=1)
+            l1[a, b] = np.abs(delta).sum(axis=1)
+            safe[a, b] = sol.safe[b]
+            source[a, b] = src
+    return PrototypeSweepResult(eps_arr, lam_arr, digits, idx, start_margin, real, n_changed, l1, safe, mup, source,
+                                time.perf_counter() - t0)

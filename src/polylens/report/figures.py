@@ -1,0 +1,597 @@
+"""Static figures of polylens results: one function per figure, each returning a matplotlib Figure.
+
+Every function takes plain arrays (with documented shapes) or a result object of an analysis, draws
+with matplotlib's object API (``matplotlib.figure.Figure``, rendered by the Agg canvas; pyplot's
+global state is never touched, so figures are thread-safe and never leak) and returns the Figure.
+:func:`save_figure` writes it as PNG (and SVG), byte-identical across runs: PNG and SVG metadata
+(dates, versions) are dropped and SVG ids are salted with a fixed string.
+
+One colour language throughout:
+
+* **blue = ink / positive**, **red = blank / negative** (the ``RdBu`` diverging map, red at the low
+  end). A signature map is ``upper_freq - lower_freq``: blue where the LP optimum puts the pixel at
+  its upper bound ("wants ink"), red where at its lower bound ("wants blank"). A change to an image
+  (prototype delta, counterfactual change) is blue where ink is added, red where it is removed. A
+  weight map is blue where the weight is positive. A trace edge is blue when it pushes the logit up.
+* Digits themselves are drawn as ink on paper (``gray_r``: 1 = black).
+* The verified ladder of a robustness curve is one hue from light to dark (interval bounds, backward
+  linear bounds, LP), the attack upper bound is orange and dashed, and the gap between LP-verified
+  and attack (unknown) is grey.
+
+Example
+-------
+>>> import numpy as np
+>>> from polylens.report.figures import signature_maps, figure_png
+>>> up = np.random.default_rng(0).random((10, 49)); lo = 1 - up
+>>> fig = signature_maps(up, lo, (7, 7))
+>>> figure_png(fig)[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+True
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from matplotlib import rcParams
+from matplotlib.colors import Normalize, TwoSlopeNorm
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+__all__ = [
+    "BLANK", "CMAP_DIVERGING", "CMAP_INK", "INK", "LADDER", "counterfactual_triptych", "figure_png",
+    "figure_svg", "formula_figure", "neuron_panel", "prototype_panels", "robustness_curves", "save_figure",
+    "signature_maps", "signature_overlays", "tightness_bars", "trace_flow",
+]
+
+Array = np.ndarray
+
+#: Ink / positive.
+INK = "#2166ac"
+#: Blank / negative.
+BLANK = "#b2182b"
+#: Diverging map: red (negative, blank) -> white -> blue (positive, ink).
+CMAP_DIVERGING = "RdBu"
+#: Digits as ink on paper.
+CMAP_INK = "gray_r"
+#: Colours of the verified ladder and the attack bound.
+LADDER = {"ibp": "#9ecae1", "crown": "#4292c6", "lp": "#08306b", "attack": "#e6550d", "clean": "#636363"}
+LADDER_LABELS = {"ibp": "verified: interval (IBP)", "crown": "verified: backward linear (CROWN)",
+                 "lp": "verified: LP", "attack": "attack upper bound", "clean": "clean accuracy"}
+_UNKNOWN_GREY = "#d9d9d9"
+
+#: Fixed salt for SVG element ids, so that the same figure gives the same SVG bytes.
+rcParams["svg.hashsalt"] = "polylens"
+
+_DPI = 110
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+def figure_png(fig: Figure, dpi: int = _DPI) -> bytes:
+    """The figure as PNG bytes (no metadata, so identical figures give identical bytes)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None}, facecolor="white")
+    return buf.getvalue()
+
+
+def figure_svg(fig: Figure) -> str:
+    """The figure as SVG text (no date or creator, fixed id salt: deterministic)."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, facecolor="white")
+    return buf.getvalue()
+
+
+def save_figure(fig: Figure, stem: str | Path, svg: bool = True, dpi: int = _DPI) -> list[Path]:
+    """Write ``stem.png`` (and ``stem.svg`` when ``svg``); returns the paths written."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png")]
+    paths[0].write_bytes(figure_png(fig, dpi))
+    if svg:
+        paths.append(stem.with_suffix(".svg"))
+        paths[1].write_text(figure_svg(fig), encoding="utf-8")
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _grid(n: int, ncols: int) -> tuple[int, int]:
+    ncols = max(1, min(n, ncols))
+    return int(math.ceil(n / ncols)), ncols
+
+
+def _image(v: Array, shape: Sequence[int]) -> Array:
+    """A flat vector (d,) laid out as an image of ``shape`` (row-major), or a (1, d) strip when the
+    shape is not 2-D."""
+    v = np.asarray(v, dtype=np.float64)
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 2 and v.size == shape[0] * shape[1]:
+        return v.reshape(shape)
+    if v.ndim == 2:
+        return v
+    return v.reshape(1, -1)
+
+
+def _clean_axis(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for s in ax.spines.values():
+        s.set_linewidth(0.6)
+        s.set_color("#888888")
+
+
+def _sym_norm(values, floor: float = 1e-12) -> Normalize:
+    m = float(np.nanmax(np.abs(np.asarray(values, dtype=np.float64)))) if np.size(values) else 1.0
+    m = max(m, floor)
+    return TwoSlopeNorm(vcenter=0.0, vmin=-m, vmax=m)
+
+
+def _upsample(img: Array, shape: tuple[int, int]) -> Array:
+    """Nearest-neighbour upsampling of a 2-D array to ``shape`` (each cell becomes a block)."""
+    img = np.asarray(img, dtype=np.float64)
+    ri = (np.arange(shape[0]) * img.shape[0]) // shape[0]
+    ci = (np.arange(shape[1]) * img.shape[1]) // shape[1]
+    return img[np.ix_(ri, ci)]
+
+
+def _labels(n: int, labels: Sequence[str] | None, prefix: str = "digit ") -> list[str]:
+    return [str(s) for s in labels] if labels is not None else [f"{prefix}{c}" for c in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Robustness
+
+
+def robustness_curves(summary: Mapping, digits: Sequence[int] | None = None, ncols: int = 4,
+                      title: str | None = None) -> Figure:
+    """Accuracy against the radius eps: overall, then one panel per digit.
+
+    ``summary``: a sweep summary (:attr:`polylens.analyses.sweep.SweepResult.summary`): ``eps``
+    (list), ``overall[eps_str][rate]`` and ``per_digit[digit][eps_str][rate]`` with ``value`` and
+    ``ci`` (95% Wilson interval) for rates ``ibp``, ``crown``, ``lp`` (verified, cumulative) and
+    ``attack`` (not falsified: an upper bound on robust accuracy). Lines are the rates, bands their
+    confidence intervals; the grey region between LP-verified and attack is what stays unknown.
+    """
+    eps = [float(e) for e in summary["eps"]]
+    keys = [f"{e:g}" for e in eps]
+    per_digit = summary.get("per_digit", {})
+    if digits is None:
+        digits = sorted(int(d) for d in per_digit)
+    panels = [("all digits", summary["overall"])] + [(f"digit {d}", per_digit[str(d)]) for d in digits]
+    nrows, ncols = _grid(len(panels) + 1, ncols)
+    fig = Figure(figsize=(3.1 * ncols, 2.5 * nrows + 0.6), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True)
+    x = np.asarray(eps)
+    for a, (name, block) in zip(axes.flat, panels):
+        def series(rate):
+            v = np.array([block[k][rate]["value"] if k in block else np.nan for k in keys])
+            ci = np.array([block[k][rate]["ci"] if k in block else (np.nan, np.nan) for k in keys], dtype=float)
+            return v, ci
+        lp, _ = series("lp")
+        att, _ = series("attack")
+        a.fill_between(x, lp, att, color=_UNKNOWN_GREY, lw=0, label="unknown (between LP and attack)")
+        # Confidence bands for the two ends of the ladder only (LP-verified and attack), kept light.
+        _, ci = series("lp")
+        a.fill_between(x, ci[:, 0], ci[:, 1], color=LADDER["crown"], alpha=0.16, lw=0)
+        _, ci = series("attack")
+        a.fill_between(x, ci[:, 0], ci[:, 1], color=LADDER["attack"], alpha=0.12, lw=0)
+        for rate in ("ibp", "crown", "lp"):
+            v, _ = series(rate)
+            a.plot(x, v, "-o", color=LADDER[rate], ms=3, lw=1.8 if rate == "lp" else 1.2)
+        v, _ = series("attack")
+        a.plot(x, v, "--", color=LADDER["attack"], lw=1.4, marker="v", ms=3)
+        n = next((block[k]["lp"]["n"] for k in keys if k in block), 0)
+        a.set_title(f"{name} (n={n})", fontsize=10, fontweight="bold" if name == "all digits" else "normal")
+        a.set_ylim(-0.02, 1.02)
+        a.grid(True, color="#eeeeee", lw=0.6)
+        a.tick_params(labelsize=8)
+    for a in axes[-1]:
+        a.set_xlabel("radius eps (L-inf)", fontsize=9)
+    for a in axes[:, 0]:
+        a.set_ylabel("accuracy", fontsize=9)
+    rest = list(axes.flat)[len(panels):]
+    for a in rest:
+        a.set_axis_off()
+    handles = [Line2D([], [], color=LADDER[r], marker="o", ms=3, lw=1.4, label=LADDER_LABELS[r]) for r in ("ibp", "crown", "lp")]
+    handles += [Line2D([], [], color=LADDER["attack"], ls="--", marker="v", ms=3, lw=1.4, label=LADDER_LABELS["attack"]),
+                Patch(color=_UNKNOWN_GREY, label="unknown (LP .. attack)"),
+                Patch(color=LADDER["crown"], alpha=0.16, label="95% Wilson interval, LP-verified"),
+                Patch(color=LADDER["attack"], alpha=0.12, label="95% Wilson interval, attack")]
+    rest[0].legend(handles=handles, loc="center", fontsize=8, frameon=False)
+    fig.suptitle(title or "Robust accuracy against eps: verified ladder and attack bound", fontsize=12)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Signatures
+
+
+def signature_maps(upper_freq: Array, lower_freq: Array, image_shape: Sequence[int],
+                   labels: Sequence[str] | None = None, ncols: int = 5, title: str | None = None,
+                   subtitles: Sequence[str] | None = None) -> Figure:
+    """One map per digit of ``upper_freq - lower_freq`` (both (C, d), fractions in [0, 1]).
+
+    Blue: the pixel sits at its upper bound in that fraction of LP optima ("wants ink"); red: at
+    its lower bound ("wants blank"); white: free or undecided. The scale is fixed to [-1, 1] with
+    one colour bar, so maps of different digits compare directly.
+    """
+    up, lo = np.atleast_2d(upper_freq).astype(float), np.atleast_2d(lower_freq).astype(float)
+    C = up.shape[0]
+    names = _labels(C, labels)
+    nrows, ncols = _grid(C, ncols)
+    fig = Figure(figsize=(2.1 * ncols + 0.9, 2.25 * nrows + 0.5), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    im = None
+    for c, a in enumerate(axes.flat):
+        if c >= C:
+            a.set_axis_off()
+            continue
+        im = a.imshow(_image(up[c] - lo[c], image_shape), cmap=CMAP_DIVERGING, vmin=-1, vmax=1,
+                      interpolation="nearest")
+        _clean_axis(a)
+        a.set_title(names[c] if subtitles is None else f"{names[c]}\n{subtitles[c]}", fontsize=9)
+    cb = fig.colorbar(im, ax=axes, shrink=0.8, ticks=[-1, -0.5, 0, 0.5, 1])
+    cb.ax.set_yticklabels(["-1 at lower\n(wants blank)", "-0.5", "0", "0.5", "+1 at upper\n(wants ink)"], fontsize=7)
+    cb.set_label("fraction at upper bound - fraction at lower bound", fontsize=8)
+    fig.suptitle(title or "Signatures: where the LP optimum puts each pixel", fontsize=11)
+    return fig
+
+
+def signature_overlays(upper_freq: Array, lower_freq: Array, mean_images: Array, image_shape: Sequence[int],
+                       labels: Sequence[str] | None = None, ncols: int = 5, alpha: float = 0.7,
+                       title: str | None = None) -> Figure:
+    """The signature maps of :func:`signature_maps` drawn over each digit's average image.
+
+    ``mean_images``: (C, H, W) average images in any range (e.g. the 28x28 originals), drawn as ink
+    on paper; the (h, w) signature is upsampled to (H, W) by blocks and laid over it with ``alpha``.
+    """
+    up, lo = np.atleast_2d(upper_freq).astype(float), np.atleast_2d(lower_freq).astype(float)
+    means = np.asarray(mean_images, dtype=float)
+    C = up.shape[0]
+    names = _labels(C, labels)
+    nrows, ncols = _grid(C, ncols)
+    fig = Figure(figsize=(2.1 * ncols + 0.9, 2.25 * nrows + 0.5), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    im = None
+    for c, a in enumerate(axes.flat):
+        if c >= C:
+            a.set_axis_off()
+            continue
+        base = means[c]
+        sig = _image(up[c] - lo[c], image_shape)
+        a.imshow(base, cmap=CMAP_INK, interpolation="bilinear", vmin=float(base.min()), vmax=max(float(base.max()), 1e-12))
+        big = _upsample(sig, base.shape)
+        im = a.imshow(big, cmap=CMAP_DIVERGING, vmin=-1, vmax=1, alpha=alpha, interpolation="nearest")
+        # The digit's outline on top, so its shape stays readable under the colours.
+        top = float(np.nanmax(base)) if np.isfinite(base).any() else 0.0
+        if top > 0:
+            a.contour(base, levels=[0.3 * top, 0.6 * top], colors=["#333333", "black"], linewidths=[0.6, 1.1])
+        # The grid of the small image, so each block reads as one input pixel.
+        h, w = sig.shape
+        for i in range(1, h):
+            a.axhline(i * base.shape[0] / h - 0.5, color="white", lw=0.3, alpha=0.6)
+        for j in range(1, w):
+            a.axvline(j * base.shape[1] / w - 0.5, color="white", lw=0.3, alpha=0.6)
+        _clean_axis(a)
+        a.set_title(names[c], fontsize=9)
+    cb = fig.colorbar(im, ax=axes, shrink=0.8, ticks=[-1, 0, 1])
+    cb.ax.set_yticklabels(["wants blank", "0", "wants ink"], fontsize=7)
+    fig.suptitle(title or "Signatures over each digit's average image", fontsize=11)
+    return fig
+
+
+def tightness_bars(tightness: Sequence[Array], labels: Sequence[str] | None = None,
+                   layer_names: Sequence[str] | None = None, neuron_names: Sequence[Sequence[str]] | None = None,
+                   ylabel: str = "fraction of optima", title: str | None = None) -> Figure:
+    """Envelope-cut tightness per hidden layer: one panel per layer (stacked), grouped bars.
+
+    ``tightness[l]``: (C, n_l, 2) fractions in [0, 1], e.g. the fraction of digit c's LP optima
+    where some lower (side 0) / upper (side 1) cut of neuron j of layer l is tight; or (C, n_l)
+    without sides. Groups are (neuron, side), one bar per digit (colour per digit, legend right).
+    """
+    L = len(tightness)
+    arrs = [np.asarray(t, dtype=float) for t in tightness]
+    arrs = [t[None] if t.ndim == 1 or (t.ndim == 2 and labels is not None and len(labels) == 1) else t for t in arrs]
+    groups = [t.shape[1] * (t.shape[2] if t.ndim == 3 else 1) for t in arrs]
+    fig = Figure(figsize=(max(7.0, 1.1 * max(groups) + 2.5), 2.4 * L + 0.7), layout="constrained")
+    axes = fig.subplots(L, 1, squeeze=False)[:, 0]
+    cmap = _tab10()
+    for l, (a, t) in enumerate(zip(axes, arrs)):
+        C, n = t.shape[0], t.shape[1]
+        names = _labels(C, labels)
+        nn = list(neuron_names[l]) if neuron_names is not None else [f"L{l + 1}.n{j}" for j in range(n)]
+        if t.ndim == 3:
+            flat = t.reshape(C, n * 2)
+            ticks = [f"{nn[j]}\n{'lower' if s == 0 else 'upper'} cut" for j in range(n) for s in (0, 1)]
+        else:
+            flat, ticks = t, nn
+        G = flat.shape[1]
+        width = 0.84 / C
+        xs = np.arange(G)
+        for c in range(C):
+            a.bar(xs - 0.42 + width * (c + 0.5), np.nan_to_num(flat[:, :][c]), width=width, color=cmap[c % 10],
+                  label=names[c])
+        a.set_xticks(xs)
+        a.set_xticklabels(ticks, fontsize=8)
+        a.set_title(layer_names[l] if layer_names else f"hidden layer {l + 1}", fontsize=10, loc="left")
+        a.set_ylim(0, 1.05)
+        a.set_xlim(-0.6, G - 0.4)
+        a.grid(True, axis="y", color="#eeeeee")
+        a.set_axisbelow(True)
+        a.tick_params(labelsize=8)
+        a.set_ylabel(ylabel, fontsize=8)
+    if arrs[0].shape[0] > 1:
+        axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)
+    fig.suptitle(title or "Envelope cuts that are tight at the LP optimum, per layer", fontsize=11)
+    return fig
+
+
+def _tab10() -> list:
+    from matplotlib import colormaps
+
+    return [colormaps["tab10"](i) for i in range(10)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Prototypes and counterfactuals
+
+
+def prototype_panels(starts: Array, prototypes: Array, image_shape: Sequence[int], labels: Sequence[str] | None = None,
+                     notes: Sequence[str] | None = None, title: str | None = None) -> Figure:
+    """Per digit: the start image, the prototype, and the change (prototype - start).
+
+    ``starts``, ``prototypes``: (C, d) in [0, 1]. Images are ink on paper; the change is blue where
+    ink was added and red where it was removed, on one symmetric scale per figure. ``notes``: one
+    line per digit under its title (e.g. logit margin, L1 distance).
+    """
+    s, p = np.atleast_2d(starts).astype(float), np.atleast_2d(prototypes).astype(float)
+    C = s.shape[0]
+    names = _labels(C, labels)
+    ncols = 2
+    per = C // ncols + (C % ncols > 0)
+    fig = Figure(figsize=(2.0 * 3 * ncols + 1.0, 1.9 * per + 0.7), layout="constrained")
+    axes = fig.subplots(per, 3 * ncols, squeeze=False)
+    delta = p - s
+    dnorm = _sym_norm(delta, 1e-6)
+    dim = None
+    for c in range(per * ncols):
+        r, k = c % per, c // per
+        trio = axes[r, 3 * k:3 * k + 3]
+        if c >= C:
+            for a in trio:
+                a.set_axis_off()
+            continue
+        trio[0].imshow(_image(s[c], image_shape), cmap=CMAP_INK, vmin=0, vmax=1, interpolation="nearest")
+        trio[1].imshow(_image(p[c], image_shape), cmap=CMAP_INK, vmin=0, vmax=1, interpolation="nearest")
+        dim = trio[2].imshow(_image(delta[c], image_shape), cmap=CMAP_DIVERGING, norm=dnorm, interpolation="nearest")
+        for a in trio:
+            _clean_axis(a)
+        note = f"\n{notes[c]}" if notes is not None else ""
+        trio[0].set_title(f"{names[c]}: start", fontsize=8)
+        trio[1].set_title(f"prototype{note}", fontsize=8)
+        trio[2].set_title("change", fontsize=8)
+    if dim is not None:
+        cb = fig.colorbar(dim, ax=axes, shrink=0.6)
+        cb.set_label("change: blue = ink added, red = ink removed", fontsize=8)
+    fig.suptitle(title or "Prototypes: the image the LP finds for each digit", fontsize=11)
+    return fig
+
+
+def counterfactual_triptych(original: Array, result: Array, image_shape: Sequence[int], title: str,
+                            original_title: str = "original", result_title: str = "result") -> Figure:
+    """Original image, the change (result - original: blue = ink added, red = removed) and the
+    result; ``title`` names the pair and the statuses."""
+    o, r = np.asarray(original, float), np.asarray(result, float)
+    fig = Figure(figsize=(6.6, 2.7), layout="constrained")
+    axes = fig.subplots(1, 3)
+    axes[0].imshow(_image(o, image_shape), cmap=CMAP_INK, vmin=0, vmax=1, interpolation="nearest")
+    d = r - o
+    im = axes[1].imshow(_image(d, image_shape), cmap=CMAP_DIVERGING, norm=_sym_norm(d, 1e-6), interpolation="nearest")
+    axes[2].imshow(_image(r, image_shape), cmap=CMAP_INK, vmin=0, vmax=1, interpolation="nearest")
+    for a, t in zip(axes, (original_title, "change", result_title)):
+        _clean_axis(a)
+        a.set_title(t, fontsize=8)
+    cb = fig.colorbar(im, ax=axes[1], shrink=0.8, location="bottom", pad=0.02)
+    cb.ax.tick_params(labelsize=7)
+    cb.set_label("blue: ink added, red: removed", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Neurons
+
+
+def neuron_panel(name: str, weight_map: Array | None, maximiser: Array | None, minimiser: Array | None,
+                 top_images: Array | None, activations: Array | None, labels: Array | None,
+                 image_shape: Sequence[int], top_shape: Sequence[int] | None = None, subtitle: str = "",
+                 n_classes: int | None = None, bins: int = 24, max_top: int = 6,
+                 max_value: float | None = None, min_value: float | None = None) -> Figure:
+    """Everything about one neuron in one row: its weight map (blue positive, red negative), the
+    LP maximiser and minimiser over the input box (ink on paper), its top images, and a histogram of
+    its activation per class (rows: classes; colour: fraction of that class's images in each bin).
+
+    Shapes: ``weight_map``, ``maximiser``, ``minimiser`` (d,) (any may be None); ``top_images``
+    (k, d) or (k, H, W) with ``top_shape`` its image shape; ``activations`` (N,), ``labels`` (N,).
+    ``max_value``/``min_value``: the neuron's value at the maximiser/minimiser, shown in the titles.
+    """
+    tops = None if top_images is None else np.asarray(top_images, float)[:max_top]
+    k = 0 if tops is None else len(tops)
+    fig = Figure(figsize=(2.0 * (3 + min(k, 3)) + 3.4, 2.5), layout="constrained")
+    n_img = 3 + min(k, 3)
+    gs = fig.add_gridspec(2, 2 * n_img + 4)
+    ax_w = fig.add_subplot(gs[:, 0:2])
+    ax_mx = fig.add_subplot(gs[:, 2:4])
+    ax_mn = fig.add_subplot(gs[:, 4:6])
+    if weight_map is not None:
+        w = np.asarray(weight_map, float)
+        im = ax_w.imshow(_image(w, image_shape), cmap=CMAP_DIVERGING, norm=_sym_norm(w), interpolation="nearest")
+        cb = fig.colorbar(im, ax=ax_w, shrink=0.7, location="bottom", pad=0.02)
+        cb.ax.tick_params(labelsize=6)
+    ax_w.set_title("weights\n(blue +, red -)", fontsize=8)
+    for a, v, t, val in ((ax_mx, maximiser, "LP maximiser", max_value), (ax_mn, minimiser, "LP minimiser", min_value)):
+        if v is not None:
+            a.imshow(_image(v, image_shape), cmap=CMAP_INK, vmin=0, vmax=1, interpolation="nearest")
+        a.set_title(t + (f"\nvalue {val:.3g}" if val is not None and np.isfinite(val) else ""), fontsize=8)
+    for a in (ax_w, ax_mx, ax_mn):
+        _clean_axis(a)
+    if k:
+        tshape = tuple(top_shape) if top_shape is not None else tuple(image_shape)
+        cols = min(k, 3)
+        for i in range(min(k, 2 * cols)):
+            a = fig.add_subplot(gs[i // cols, 6 + 2 * (i % cols):8 + 2 * (i % cols)])
+            img = tops[i] if tops.ndim == 3 else _image(tops[i], tshape)
+            a.imshow(img, cmap=CMAP_INK, interpolation="nearest", vmin=0, vmax=float(max(img.max(), 1e-12)))
+            _clean_axis(a)
+            if i == 0:
+                a.set_title("top images", fontsize=8, loc="left")
+    ax_h = fig.add_subplot(gs[:, 2 * n_img:])
+    if activations is not None and labels is not None:
+        act = np.asarray(activations, float)
+        lab = np.asarray(labels, int)
+        C = int(n_classes if n_classes is not None else (lab.max() + 1 if lab.size else 1))
+        lo, hi = float(np.min(act)), float(np.max(act))
+        if hi <= lo:
+            hi = lo + 1.0
+        edges = np.linspace(lo, hi, bins + 1)
+        H = np.zeros((C, bins))
+        which = np.clip(np.searchsorted(edges, act, side="right") - 1, 0, bins - 1)
+        np.add.at(H, (lab, which), 1.0)
+        H /= np.maximum(H.sum(axis=1, keepdims=True), 1.0)
+        ax_h.imshow(H, aspect="auto", cmap="Greys", origin="upper", extent=(lo, hi, C - 0.5, -0.5),
+                    interpolation="nearest")
+        means = np.array([act[lab == c].mean() if np.any(lab == c) else np.nan for c in range(C)])
+        ax_h.plot(means, np.arange(C), "|", color=LADDER["attack"], ms=8, mew=2, label="class mean")
+        ax_h.set_yticks(range(C))
+        ax_h.tick_params(labelsize=7)
+        ax_h.set_ylabel("class", fontsize=8)
+        ax_h.set_xlabel("activation", fontsize=8)
+        ax_h.legend(fontsize=6, loc="lower right", frameon=False)
+    ax_h.set_title("activation per class", fontsize=8)
+    fig.suptitle(f"{name}" + (f"  —  {subtitle}" if subtitle else ""), fontsize=10, fontweight="bold")
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Traces
+
+
+def trace_flow(graph, image_shape: Sequence[int] | None = None, max_pixels: int = 8, title: str | None = None,
+               min_share: float = 0.02) -> Figure:
+    """The flow from pixels through named neurons into one logit (a :class:`~polylens.analyses.trace.FlowGraph`
+    or anything with its fields).
+
+    Columns: the ``max_pixels`` pixels with the largest |flow| (the rest merged into one "other
+    pixels" node), each hidden layer's neurons (labelled with their names, their value and their
+    flow into the logit), the logit. Edge width grows with |flow| along the edge, colour is its
+    sign (blue pushes the logit up, red down); edges below ``min_share`` of the largest are left
+    out. With a 2-D ``image_shape`` a side panel shows the input with each pixel's flow laid over it.
+
+    Fields read: ``target``, ``node_label``, ``node_layer`` (V,), ``node_index``, ``node_value``,
+    ``node_flow``, ``edge_source``/``edge_target`` (E,) node positions and ``edge_flow`` (E,).
+    """
+    layer = np.asarray(graph.node_layer)
+    flow = np.asarray(graph.node_flow, float)
+    value = np.asarray(graph.node_value, float)
+    labels = list(graph.node_label)
+    src, dst, ef = np.asarray(graph.edge_source), np.asarray(graph.edge_target), np.asarray(graph.edge_flow, float)
+    L = int(layer.max())  # the logit's layer
+    pix = np.flatnonzero(layer == 0)
+    order = pix[np.argsort(-np.abs(flow[pix]), kind="stable")]
+    shown = np.sort(order[:max_pixels])
+    rest = np.setdiff1d(pix, shown)
+    # Column layout: node position -> (column, slot); "other pixels" gets slot len(shown).
+    cols: list[list[int]] = [list(shown) + ([-1] if len(rest) else [])]
+    for l in range(1, L + 1):
+        cols.append(list(np.flatnonzero(layer == l)))
+    xs = np.linspace(0.0, 1.0, len(cols))
+    pos: dict[int, tuple[float, float]] = {}
+    for c, members in enumerate(cols):
+        ys = np.linspace(0.92, 0.06, len(members)) if len(members) > 1 else np.array([0.5])
+        for m, y in zip(members, ys):
+            pos[int(m)] = (xs[c], float(y))
+    # Edges: pixel edges of hidden pixels merged per target into "other pixels" (-1).
+    is_rest = np.isin(src, rest)
+    E_src = np.where(is_rest, -1, src)
+    keys = np.stack([E_src, dst], axis=1)
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    agg = np.zeros(len(uniq))
+    np.add.at(agg, inv.ravel(), ef)
+    scale = float(np.abs(agg).max()) if agg.size and np.abs(agg).max() > 0 else 1.0
+    show_img = image_shape is not None and len(tuple(image_shape)) == 2 and len(pix) == int(np.prod(image_shape))
+    fig = Figure(figsize=(11.0 if show_img else 9.0, 4.6), layout="constrained")
+    if show_img:
+        gs = fig.add_gridspec(2, 5)
+        ax_in = fig.add_subplot(gs[0, 0])
+        ax_img = fig.add_subplot(gs[1, 0])
+        ax = fig.add_subplot(gs[:, 1:])
+        pv = value[pix]
+        pf = flow[pix]
+        ax_in.imshow(_image(pv, image_shape), cmap=CMAP_INK, vmin=0, vmax=1, interpolation="nearest")
+        ax_in.set_title("input", fontsize=8)
+        ax_img.imshow(_image(pf, image_shape), cmap=CMAP_DIVERGING, norm=_sym_norm(pf), interpolation="nearest")
+        w = int(tuple(image_shape)[1])
+        for p in shown:
+            k = int(graph.node_index[p])
+            ax_img.text(k % w, k // w, str(k), ha="center", va="center", fontsize=6, color="black")
+        for a_ in (ax_in, ax_img):
+            _clean_axis(a_)
+        ax_img.set_title("pixel flow to the logit\n(blue +, red -; numbered: shown)", fontsize=8)
+    else:
+        ax = fig.add_subplot(1, 1, 1)
+    for (s_, d_), v in zip(uniq, agg):
+        if abs(v) < min_share * scale or int(s_) not in pos or int(d_) not in pos:
+            continue
+        (x0, y0), (x1, y1) = pos[int(s_)], pos[int(d_)]
+        ax.plot([x0, x1], [y0, y1], color=INK if v > 0 else BLANK, lw=0.5 + 6.0 * abs(v) / scale,
+                alpha=0.3 + 0.6 * abs(v) / scale, solid_capstyle="round", zorder=1)
+    box = dict(boxstyle="round,pad=0.3", fc="white", lw=1.6)
+    for c, members in enumerate(cols):
+        for m in members:
+            x, y = pos[int(m)]
+            if c == 0:
+                if m == -1:
+                    f = float(flow[rest].sum())
+                    txt = f"other {len(rest)} pixels\nflow {f:+.3g}"
+                else:
+                    f = float(flow[m])
+                    txt = f"{labels[m]} = {value[m]:.2f}  flow {f:+.3g}"
+                ax.text(x, y, txt, ha="right", va="center", fontsize=7, zorder=3,
+                        bbox=dict(boxstyle="round,pad=0.2", fc="white", ec=INK if f > 0 else BLANK, lw=1.0))
+            elif c < L:
+                f = float(flow[m])
+                ax.text(x, y, f"{labels[m]}\nz = {value[m]:+.3g}\nflow {f:+.3g}", ha="center", va="center",
+                        fontsize=7.5, zorder=3, bbox={**box, "ec": INK if f > 0 else BLANK})
+            else:
+                ax.text(x, y, f"{labels[m]}\n= {value[m]:+.3g}", ha="center", va="center", fontsize=9,
+                        fontweight="bold", zorder=3, bbox={**box, "fc": "#f0f0f0", "ec": "black"})
+    heads = ["pixels (largest |flow|)"] + [f"hidden layer {l}" for l in range(1, L)] + ["logit"]
+    for x, h in zip(xs, heads):
+        ax.text(x, 1.01, h, ha="center", va="bottom", fontsize=8, color="#444444")
+    ax.set_xlim(-0.2, 1.08)
+    ax.set_ylim(-0.02, 1.07)
+    ax.set_axis_off()
+    handles = [Line2D([], [], color=INK, lw=3, label="pushes the logit up (+)"),
+               Line2D([], [], color=BLANK, lw=3, label="pushes it down (-)")]
+    ax.legend(handles=handles, loc="lower right", fontsize=7, frameon=False)
+    fig.suptitle(title or f"Trace into logit[{graph.target}]: edge width = |flow| along the edge", fontsize=10)
+    return fig
+
+
+def formula_figure(lines: Sequence[str], title: str = "Formulas per digit") -> Figure:
+    """Formula text, one line per digit, in a monospaced figure (for the PNG/SVG set; the HTML
+    report shows the same text as a table)."""
+    fig = Figure(figsize=(10, 0.32 * len(lines) + 0.8))
+    fig.text(0.01, 0.98, title, fontsize=10, fontweight="bold", va="top")
+    for i, line in enumerate(lines):
+        fig.text(0.01, 0.98 - (i + 1.3) / (len(lines) + 1.8), line, family="monospace", fontsize=8, va="top")
+    return fig
