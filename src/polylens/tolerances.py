@@ -24,6 +24,11 @@ BOUND_REL_SLACK = 4 * EPS64
 #: hundred ulps on logits of order 10).
 VERIFY_MARGIN = 1e-7
 
+#: A neuron whose rigorous output range [zlo, zhi] is narrower than this (relative to 1 + |zhi|) gets no
+#: envelope cuts in the LP: its cuts' slack would be of the order of the solver's feasibility tolerance,
+#: which made HiGHS call feasible polytopes infeasible; its column bounds enclose f on their own.
+TINY_RANGE = 1e-7
+
 #: Primal feasibility / optimality tolerance handed to HiGHS.
 LP_FEASIBILITY_TOL = 1e-9
 

@@ -23,7 +23,7 @@ from enum import Enum
 import numpy as np
 
 from polylens.analyses.attack import is_counterexample, pgd_attack
-from polylens.bounds import Bounds, BoundMethod, compute_bounds, input_box, margin_lower_bound
+from polylens.bounds import Bounds, BoundMethod, compute_bounds, input_box, margin_lower_bound, spec_lower_bound
 from polylens.errors import ParameterError, SolverError
 from polylens.lp import LPSolver, Sense, build_polytope
 from polylens.lp.polytope import Polytope, build_polytopes
@@ -241,14 +241,19 @@ def lp_classifier(network: Network, x: Array, eps: float, *, mode: EnvelopeMode 
     N, C = len(x), network.n_classes
     xl, xu = input_box(x, eps)
     bounds = compute_bounds(network, xl, xu, BoundMethod.CROWN).intersect(compute_bounds(network, xl, xu, BoundMethod.IBP))
-    rep = np.repeat(np.arange(N), C)
-    lab = np.tile(np.arange(C), N)
-    lower = margin_lower_bound(network, xl[rep], xu[rep], lab, BoundMethod.CROWN)
-    lower[np.arange(N * C), lab] = np.inf
-    pair_lb = lower.reshape(N, C, C)  # [i, c, k]: CROWN lower bound of logit_c - logit_k
+    # Every pair (c, k) at once: spec rows e_c - e_k, (N, C*C, C).
+    E = np.eye(C)
+    spec = np.broadcast_to((E[:, None, :] - E[None, :, :]).reshape(C * C, C), (N, C * C, C))
+    pair_lb = spec_lower_bound(network, xl, xu, spec, bounds=bounds).reshape(N, C, C)  # [i, c, k]
+    pair_lb[:, np.arange(C), np.arange(C)] = np.inf
     lb = pair_lb.min(axis=2)  # (N, C) lower bound of W_c
-    logits = network(x)
-    ub = np.array([[np.min(np.delete(logits[i, c] - logits[i], c)) for c in range(C)] for i in range(N)])
+    # Upper bounds of W_c: the worst margin of class c at any point of the region bounds it from above.
+    # The image itself, the corners of its box and random points (seeded per image) are such points.
+    pts = [x, xl, xu] + [xl + np.random.default_rng([7, i]).random(x.shape) * (xu - xl) for i in range(16)]
+    logits = network(np.concatenate(pts)).reshape(len(pts), N, C)  # (P, N, C)
+    diff = logits[:, :, :, None] - logits[:, :, None, :]  # [p, i, c, k] = logit_c - logit_k
+    diff[:, :, np.arange(C), np.arange(C)] = np.inf
+    ub = diff.min(axis=3).min(axis=0)  # (N, C)
     pred = np.argmax(lb, axis=1)
     best = lb[np.arange(N), pred].copy()
     cand_lists = [[c for c in np.argsort(-ub[i]) if ub[i, c] >= best[i]] for i in range(N)]
@@ -268,10 +273,20 @@ def lp_classifier(network: Network, x: Array, eps: float, *, mode: EnvelopeMode 
             for k in np.argsort(pair_lb[i, c]):
                 if k == c:
                     continue
+                if ub[i, c] < best[i]:
+                    break
                 try:
-                    w = min(w, solver.solve(poly.margin_cost(int(c), int(k)), Sense.MIN, basis=False).safe_bound)
+                    sol = solver.solve(poly.margin_cost(int(c), int(k)), Sense.MIN, basis=False)
                 except SolverError:
                     w = -np.inf
+                    break
+                w = min(w, sol.safe_bound)
+                # The LP's input is a real point of the region: the network's margins there bound every
+                # class's worst case from above, which prunes the classes still to come.
+                z = network(np.clip(sol.x[poly.inputs], xl[i], xu[i])[None])[0]
+                dz = z[:, None] - z[None, :]
+                np.fill_diagonal(dz, np.inf)
+                ub[i] = np.minimum(ub[i], dz.min(axis=1))
                 if w < best[i]:
                     break
             if w > best[i] or (w == best[i] and c == pred[i]):

@@ -349,11 +349,13 @@ def apply_names(model: Model, names: Mapping[str, str] | Iterable[NameSuggestion
     """A copy of ``model`` whose card carries ``names`` (``{"L1.n0": "Frame", ...}`` or suggestions),
     merged over the names it has (an empty string removes one). ParameterError for unknown keys."""
     if not isinstance(model, Model):
-        raise ParameterError(f"apply_names needs a polylens Model (names live in its card); got {type(model).__name__}.")
+        raise ParameterError(
+            f"apply_names needs a polylens Model (names live in its card); got {type(model).__name__}.")
     if not isinstance(names, Mapping):
         items = list(names)
         if not all(isinstance(s, NameSuggestion) for s in items):
-            raise ParameterError("The 'names' parameter of apply_names must be a dict of key -> name or NameSuggestions.")
+            raise ParameterError(
+                "The 'names' parameter of apply_names must be a dict of key -> name or NameSuggestions.")
         names = {s.key: s.name for s in items}
     bad = [k for k, v in names.items() if not isinstance(v, str)]
     if bad:
@@ -361,7 +363,8 @@ def apply_names(model: Model, names: Mapping[str, str] | Iterable[NameSuggestion
     return model.with_neuron_names(dict(names))
 
 
-def name_model(model: Model, overwrite: bool = False, x: Array | None = None, *, weighting: Weighting | str = "weights") -> Model:
+def name_model(model: Model, overwrite: bool = False, x: Array | None = None, *,
+               weighting: Weighting | str = "weights") -> Model:
     """``model`` with a suggested name for every unnamed hidden neuron (every neuron if ``overwrite``).
 
     Deeper layers are described through the final names of the layer before (kept card names, or

@@ -14,8 +14,9 @@ For every hidden neuron (layer l, 1-based; neuron j, 0-based) :func:`neuron_repo
   ``u >= |x - m|`` added by :meth:`~polylens.lp.polytope.Polytope.extend` for the penalty) gives a
   **rigorous** bound on the optimum (``safe_bound``: an upper bound for the maximum, a lower bound
   for the minimum, from the dual, in floating point). Its optimal x is then refined on the real
-  network by projected gradient ascent in the box, started from the LP point, the mean image and
-  the ``top`` best test images, keeping the best point ever evaluated. Hence, with the objective
+  network by projected gradient ascent in the box, started from the LP point, the mean image,
+  the ``top`` best test images and ``restarts`` random points, keeping the best point ever
+  evaluated. Hence, with the objective
   evaluated on the real (float64) network,
 
       max over test images  <=  objective(maximiser)  <=  safe_bound                 (penalty = 0:
@@ -164,7 +165,7 @@ class Extremum:
     lower for min). ``lp_objective``: the LP's own optimum; ``lp_x`` (d,) its input part, with real
     ``lp_value`` and ``lp_x_objective``. ``best_test_index``/``best_test_value``/
     ``best_test_objective``: the test image with the best objective. ``start``: which start the
-    refined point came from ("lp", "mean" or "test:<index>").
+    refined point came from ("lp", "mean", "test:<index>" or "random:<k>").
 
     Guarantee (max; reversed for min): best_test_objective <= objective <= safe_bound.
     """
@@ -189,8 +190,10 @@ class Extremum:
         return abs(self.safe_bound - self.objective)
 
     def to_dict(self) -> dict:
+        """JSON-ready; a non-finite safe bound (an LP stopped by its time limit without a dual) is None."""
+        safe = self.safe_bound if np.isfinite(self.safe_bound) else None
         return {"sense": self.sense, "x": self.x.tolist(), "value": self.value, "objective": self.objective,
-                "safe_bound": self.safe_bound, "gap": self.gap, "lp_objective": self.lp_objective,
+                "safe_bound": safe, "gap": self.gap if safe is not None else None, "lp_objective": self.lp_objective,
                 "lp_x": self.lp_x.tolist(), "lp_value": self.lp_value, "lp_x_objective": self.lp_x_objective,
                 "best_test_index": self.best_test_index, "best_test_value": self.best_test_value,
                 "best_test_objective": self.best_test_objective, "start": self.start}
@@ -324,7 +327,7 @@ def _check_data(network: Network, x, y, images) -> tuple[Array, Array, Array | N
 def neuron_report(model_or_network: Model | Network, x: Array, y: Array, images: Array | None = None, *,
                   penalty: float = 0.0, top: int = 8, mode: EnvelopeMode | str = "hull", cuts: int = 8,
                   bound_method: BoundMethod | str = "crown", tighten: bool = False, steps: int = 200,
-                  bins: int = 20, time_limit: float | None = None) -> NeuronReport:
+                  bins: int = 20, restarts: int = 2, seed: int = 0, time_limit: float | None = None) -> NeuronReport:
     """Profile every hidden neuron (see the module docstring).
 
     x (N, d) images in [0, 1]; y (N,) labels; images (N, ...) optional originals for display
@@ -332,7 +335,8 @@ def neuron_report(model_or_network: Model | Network, x: Array, y: Array, images:
     ``top``: how many most/least activating images, and how many best test images seed the
     refinement. ``mode``/``cuts``: the LP envelope; ``bound_method``: pre-activation bounds over
     the box ('ibp', 'crown', 'alpha-crown'), tightened by per-neuron LPs if ``tighten``.
-    ``steps``: refinement iterations. ``bins``: histogram bins. ``time_limit``: per LP solve (s).
+    ``steps``: refinement iterations; ``restarts``: extra uniformly random starts per neuron and
+    sense (drawn with ``seed``). ``bins``: histogram bins. ``time_limit``: per LP solve (s).
     """
     t0 = time.perf_counter()
     network, model = resolve(model_or_network)
@@ -342,6 +346,8 @@ def neuron_report(model_or_network: Model | Network, x: Array, y: Array, images:
     cuts = check_int(cuts, "cuts", "neuron_report", 1)
     steps = check_int(steps, "steps", "neuron_report", 0)
     bins = check_int(bins, "bins", "neuron_report", 1)
+    restarts = check_int(restarts, "restarts", "neuron_report", 0)
+    rng = np.random.default_rng(check_int(seed, "seed", "neuron_report", 0))
     mode = check_enum(mode, EnvelopeMode, "mode", "neuron_report")
     method = check_enum(bound_method, BoundMethod, "bound_method", "neuron_report")
     if not isinstance(tighten, bool):
@@ -395,8 +401,8 @@ def neuron_report(model_or_network: Model | Network, x: Array, y: Array, images:
             sign = 1.0 if sense is Sense.MAX else -1.0
             F = sign * z - penalty * dist
             best = np.argsort(-F, kind="stable")[:top]
-            cand = [lp[l, j, sense][2], mean] + [x[i] for i in best]
-            labels = ["lp", "mean"] + [f"test:{int(i)}" for i in best]
+            cand = [lp[l, j, sense][2], mean] + [x[i] for i in best] + list(rng.random((restarts, d)))
+            labels = ["lp", "mean"] + [f"test:{int(i)}" for i in best] + [f"random:{k}" for k in range(restarts)]
             starts += cand
             s_label += labels
             s_layer += [l] * len(cand)

@@ -42,7 +42,6 @@ True
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -203,13 +202,11 @@ def _solve(net: Network, x0: Array, labels: Array, eps: float, lams: Sequence[fl
     env, status = [], []
     for i in range(D):
         c = int(labels[i])
-        for kind in (mode.value, "pair"):
-            if kind == mode.value:
-                base = rel.polys[i]
-            elif mode is EnvelopeMode.PAIR:
-                break
-            else:
-                base = rel.pair_polytope(net, i)
+        tries = [(mode.value, lambda: rel.polys[i])]
+        if mode is EnvelopeMode.HULL:
+            tries.append(("pair", lambda: rel.pair_polytope(net, i)))
+        for kind, make in tries:
+            base = make()
             poly = _with_l1_columns(_with_max_column(base, c), x0[i], rel.xl[i], rel.xu[i])
             t = base.n_cols
             u = slice(t + 1, t + 1 + d)
@@ -218,12 +215,12 @@ def _solve(net: Network, x0: Array, labels: Array, eps: float, lams: Sequence[fl
             cost[t] = -1.0
             try:
                 solver = LPSolver(poly)
-                s0 = solver.solve(cost, Sense.MAX)
+                s0 = solver.solve(cost, Sense.MAX, basis=False)
                 sols = []
                 for lam in lams:
                     cc = cost.copy()
                     cc[u] = -lam
-                    sols.append(solver.solve(cc, Sense.MAX))
+                    sols.append(solver.solve(cc, Sense.MAX, basis=False))
             except SolverError:
                 continue
             if not (s0.optimal and all(s.optimal for s in sols)):
@@ -240,9 +237,6 @@ def _solve(net: Network, x0: Array, labels: Array, eps: float, lams: Sequence[fl
         else:
             env.append("")
             status.append("failed")
-        if len(env) < i + 1:  # PAIR mode that failed (the loop broke before trying a fallback)
-            env.append("")
-            status.append("failed")
     return _Solved(lp_x, obj, safe, lpm, mup, tuple(env), tuple(status))
 
 
@@ -257,8 +251,7 @@ def _choose(net: Network, x0: Array, lp_x: Array, labels: Array, steps: int):
     m, _ = _margins(net(X.reshape(-1, d)), np.repeat(labels, steps + 1))
     m = m.reshape(D, steps + 1)
     start, at_lp = m[:, 0], m[:, -1]
-    j_best = 1 + np.argmax(m[:, 1:][:, ::-1], axis=1)  # the largest alpha among equal best margins
-    j_best = steps + 1 - j_best
+    j_best = steps - np.argmax(m[:, :0:-1], axis=1)  # best alpha > 0; the largest one among equal margins
     j = np.where(at_lp > start + REAL_MARGIN_GAIN, steps,
                  np.where(m[np.arange(D), j_best] > start + REAL_MARGIN_GAIN, j_best, 0))
     source = ["lp" if k == steps else "line" if k > 0 else "start" for k in j]
@@ -266,7 +259,7 @@ def _choose(net: Network, x0: Array, lp_x: Array, labels: Array, steps: int):
     return proto, alphas[j], source, np.stack([start, at_lp, m[np.arange(D), j]])
 
 
-def _check_common(network, x, y, eps, digits, mode, cuts, steps, where):
+def _check_common(network, x, y, digits, mode, cuts, steps, where):
     net = _network_of(network, where)
     x = _check_inputs(net, x, where)
     y = _check_labels(net, y, len(x), where)
@@ -290,7 +283,7 @@ def prototypes(network: Any, x: Any, y: Any, *, eps: float = 0.1, lam: float = 0
     """
     where = "prototypes"
     t0 = time.perf_counter()
-    net, x, y, digits, mode, cuts, steps = _check_common(network, x, y, eps, digits, mode, cuts, steps, where)
+    net, x, y, digits, mode, cuts, steps = _check_common(network, x, y, digits, mode, cuts, steps, where)
     eps = check_float(eps, "eps", where, 0.0, 1.0)
     lam = check_float(lam, "lam", where, 0.0)
     idx = _start_images(net, x, y, digits, where)
@@ -323,7 +316,7 @@ def prototype_sweep(network: Any, x: Any, y: Any, eps_list: Sequence[float], lam
     """
     where = "prototype_sweep"
     t0 = time.perf_counter()
-    net, x, y, digits, mode, cuts, steps = _check_common(network, x, y, 0.0, digits, mode, cuts, steps, where)
+    net, x, y, digits, mode, cuts, steps = _check_common(network, x, y, digits, mode, cuts, steps, where)
     eps_arr = np.array([check_float(e, "eps_list", where, 0.0, 1.0) for e in np.atleast_1d(eps_list)])
     lam_arr = np.array([check_float(v, "lam_list", where, 0.0) for v in np.atleast_1d(lam_list)])
     if eps_arr.size == 0 or lam_arr.size == 0:

@@ -63,7 +63,7 @@ import scipy.sparse as sp
 
 from polylens.bounds import BoundMethod, compute_bounds, input_box
 from polylens.errors import ParameterError, SolverError
-from polylens.lp import LPSolver, Polytope, Role, RowKind, Sense, Solution, tight_cols, tight_rows
+from polylens.lp import LPSolver, Polytope, Role, Sense, Solution, tight_cols, tight_rows
 from polylens.lp.polytope import build_polytope, build_polytopes
 from polylens.nn.network import Network
 from polylens.relax.envelopes import MAX_CUTS, EnvelopeMode
@@ -476,18 +476,18 @@ def signatures(network: Any, x: Any, y: Any, *, eps: float = 0.02, digits: Seque
         try:
             solver = LPSolver(poly)
             if objective is Objective.LOGIT:
-                sol = solver.solve(poly.cost(Role.LOGIT, np.eye(C)[dg]), sense)
+                sol = solver.solve(poly.cost(Role.LOGIT, np.eye(C)[dg]), sense, basis=False)
             elif sense is Sense.MAX:
                 c = np.zeros(poly.n_cols)
                 c[poly.logits.start + dg] = 1.0
                 c[-1] = -1.0
-                sol = solver.solve(c, Sense.MAX)
+                sol = solver.solve(c, Sense.MAX, basis=False)
             else:
                 best: Solution | None = None
                 for k in range(C):
                     if k == dg:
                         continue
-                    s = solver.solve(poly.margin_cost(dg, k), Sense.MIN)
+                    s = solver.solve(poly.margin_cost(dg, k), Sense.MIN, basis=False)
                     if best is None or s.objective < best.objective:
                         best, competitor[i] = s, k
                 sol = best

@@ -47,16 +47,47 @@ def _unit_key(eps: float, index: int) -> str:
     return f"{eps:.8f}:{index:07d}"
 
 
-def _run_chunk(network: Network, x: Array, y: Array, idx: Array, eps: float, options: CertifyOptions,
-               with_lp_classifier: bool) -> list[tuple[str, dict]]:
-    certs = certify(network, x, y, eps, indices=idx, options=options)
-    lp_pred = lp_classifier(network, x, eps, mode=options.mode, cuts=options.cuts,
-                            time_limit=options.time_limit)[0] if with_lp_classifier else None
+def _run_chunk(network: Network, x: Array, y: Array, idx: Array, eps: Sequence[float], options: CertifyOptions,
+               with_lp_classifier: bool, done: dict[str, dict]) -> list[tuple[str, dict]]:
+    """Certify a chunk of images at every radius, smallest first, skipping units in ``done``.
+
+    A counterexample found at radius e lies in every larger ball (the balls are nested, and so are
+    their intersections with [0, 1]), so an image falsified at e is falsified at every larger radius
+    with the same input: those units are settled without any work (``decided_by`` names the radius).
+    Units already in ``done`` (a resumed run) feed this inheritance exactly as fresh ones do, so a
+    resumed sweep ends with the rows of an uninterrupted one.
+    """
     out = []
-    for j, c in enumerate(certs):
-        d = c.to_dict()
-        d["lp_class"] = int(lp_pred[j]) if lp_pred is not None else None
-        out.append((_unit_key(eps, c.index), d))
+    cex: dict[int, tuple[list, float]] = {}
+    pred = network.predict(x)
+    for e in sorted(eps):
+        for i in idx:
+            r = done.get(_unit_key(e, int(i)))
+            if r is not None and r["status"] == "falsified" and int(i) not in cex:
+                cex[int(i)] = (r["counterexample"], e)
+        need = np.array([j for j, i in enumerate(idx) if _unit_key(e, int(i)) not in done], dtype=np.int64)
+        if need.size == 0:
+            continue
+        inherit = np.array([j for j in need if int(idx[j]) in cex], dtype=np.int64)
+        fresh = np.array([j for j in need if int(idx[j]) not in cex], dtype=np.int64)
+        rows: dict[int, dict] = {}
+        if fresh.size:
+            for j, c in zip(fresh, certify(network, x[fresh], y[fresh], e, indices=idx[fresh], options=options)):
+                rows[int(j)] = c.to_dict()
+                if c.counterexample is not None:
+                    cex[int(idx[j])] = ([float(v) for v in c.counterexample], e)
+        for j in inherit:
+            ce, e0 = cex[int(idx[j])]
+            rows[int(j)] = {"index": int(idx[j]), "eps": float(e), "label": int(y[j]), "prediction": int(pred[j]),
+                            "status": "falsified", "decided_by": f"eps {e0:g}",
+                            "verified_by": {"ibp": False, "crown": False, "lp": False},
+                            "margin_lower": None, "lp_solves": 0, "counterexample": ce}
+        lp_pred = lp_classifier(network, x[need], e, mode=options.mode, cuts=options.cuts,
+                                time_limit=options.time_limit)[0] if with_lp_classifier else None
+        for pos, j in enumerate(need):
+            d = rows[int(j)]
+            d["lp_class"] = int(lp_pred[pos]) if lp_pred is not None else None
+            out.append((_unit_key(e, int(idx[j])), d))
     return out
 
 
@@ -104,7 +135,7 @@ def summarize(rows: Sequence[dict], eps: Sequence[float], n_classes: int) -> dic
 
 
 def run_sweep(network: Network, x: Array, y: Array, eps: Sequence[float], *, options: CertifyOptions = CertifyOptions(),
-              out_dir: str | Path | None = None, workers: int = 2, chunk: int = 50, with_lp_classifier: bool = True,
+              out_dir: str | Path | None = None, workers: int = 2, chunk: int = 40, with_lp_classifier: bool = True,
               settings: dict | None = None, progress: Callable[[int, int], None] | None = None) -> SweepResult:
     """Certify every row of x at every eps; resumable through ``out_dir`` (see the module docstring).
 
@@ -130,11 +161,13 @@ def run_sweep(network: Network, x: Array, y: Array, eps: Sequence[float], *, opt
             if k in wanted:
                 rows[k] = v
         done = set(rows)
+    # A job is a chunk of images at every radius (see _run_chunk), with the units it already has.
     jobs = []
-    for e in eps:
-        todo = np.array([i for i in range(N) if _unit_key(e, i) not in done], dtype=np.int64)
-        for s in range(0, len(todo), chunk):
-            jobs.append((e, todo[s:s + chunk]))
+    for s0 in range(0, N, chunk):
+        ids = np.arange(s0, min(N, s0 + chunk))
+        have = {k: rows[k] for e in eps for i in ids if (k := _unit_key(e, int(i))) in rows}
+        if len(have) < len(ids) * len(eps):
+            jobs.append((ids, have))
     total = N * len(eps)
     finished = len(done)
     if progress:
@@ -152,12 +185,12 @@ def run_sweep(network: Network, x: Array, y: Array, eps: Sequence[float], *, opt
 
     try:
         if workers == 1 or len(jobs) <= 1:
-            for e, ids in jobs:
-                take(_run_chunk(network, x[ids], y[ids], ids, e, options, with_lp_classifier))
+            for ids, have in jobs:
+                take(_run_chunk(network, x[ids], y[ids], ids, eps, options, with_lp_classifier, have))
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futs = [pool.submit(_run_chunk, network, x[ids], y[ids], ids, e, options, with_lp_classifier)
-                        for e, ids in jobs]
+                futs = [pool.submit(_run_chunk, network, x[ids], y[ids], ids, eps, options, with_lp_classifier, have)
+                        for ids, have in jobs]
                 for f in as_completed(futs):
                     take(f.result())
     finally:

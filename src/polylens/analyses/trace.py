@@ -559,7 +559,8 @@ def digit_formulas(model_or_network: Model | Network, x: Array, y: Array, *, lay
     ``y`` (N,) with it.
 
     Names: ``names`` (``{"L1.n0": "Frame"}``) where given, else the model card's, else the
-    suggestions of :func:`polylens.analyses.naming.suggest_names` (computed with ``x``).
+    suggestions of :func:`polylens.analyses.naming.suggest_names` (computed with ``x``; only for
+    inputs laid out on a 2-D grid of at least 3x3), else the key ``L{l}.n{j}``.
     """
     network, model = resolve(model_or_network)
     x = np.asarray(x, dtype=np.float64)
@@ -578,12 +579,13 @@ def digit_formulas(model_or_network: Model | Network, x: Array, y: Array, *, lay
     given = dict(names or {})
     card = model.card.neuron_names if model is not None else {}
     keys = [f"L{l}.n{j}" for l, w in enumerate(network.hidden_widths, start=1) for j in range(w)]
-    if any(k not in given and k not in card for k in keys):
+    sug: dict[str, str] = {}
+    grid = network.input_shape
+    if any(k not in given and k not in card for k in keys) and len(grid) == 2 and min(grid) >= 3:
         sug = suggest_names(model_or_network, x if len(x) >= 2 else None).as_names()
-    else:
-        sug = {}
     final = {k: given.get(k, card.get(k, sug.get(k, k))) for k in keys}
-    all_names = tuple(tuple(final[f"L{l}.n{j}"] for j in range(w)) for l, w in enumerate(network.hidden_widths, start=1))
+    all_names = tuple(tuple(final[f"L{l}.n{j}"] for j in range(w))
+                      for l, w in enumerate(network.hidden_widths, start=1))
 
     out = Formulas()
     for c in np.unique(y):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from polylens.bounds.common import Bounds, BoundMethod, input_box
-from polylens.bounds.crown import alpha_crown, crown, margin_lower_bound, margin_spec
+from polylens.bounds.crown import alpha_crown, crown, margin_lower_bound, margin_spec, spec_lower_bound
 from polylens.bounds.ibp import ibp
 from polylens.nn.network import Network
 from polylens.validation import check_enum
@@ -33,7 +33,8 @@ __all__ = ["BoundMethod", "Bounds", "alpha_crown", "compute_bounds", "crown", "i
            "margin_lower_bound", "margin_spec"]
 
 
-def compute_bounds(network: Network, xl: np.ndarray, xu: np.ndarray, method: BoundMethod | str = BoundMethod.CROWN) -> Bounds:
+def compute_bounds(network: Network, xl: np.ndarray, xu: np.ndarray,
+                   method: BoundMethod | str = BoundMethod.CROWN) -> Bounds:
     """Bounds of every hidden pre-activation and every logit by ``method`` ('ibp', 'crown',
     'alpha-crown'); see :func:`ibp`, :func:`crown`, :func:`alpha_crown`."""
     method = check_enum(method, BoundMethod, "method", "compute_bounds")

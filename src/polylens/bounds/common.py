@@ -22,6 +22,7 @@ import numpy as np
 from polylens.errors import ParameterError
 from polylens.nn.activations import Activation
 from polylens.nn.network import Network
+from polylens.relax.lines import image_bounds
 from polylens.tolerances import BOUND_ROUNDING_UNIT, BOUND_UNDERFLOW_UNIT
 from polylens.validation import check_float
 
@@ -144,11 +145,20 @@ def input_box(x: Array, eps: float, lo: float = 0.0, hi: float = 1.0) -> tuple[A
         raise ParameterError(f"input_box takes x of shape (N, d) or (d,); got shape {x.shape}.")
     if not np.all(np.isfinite(x)) or np.any((x < lo) | (x > hi)):
         raise ParameterError(f"input_box needs every value of x in [{lo}, {hi}]; some are outside or not finite.")
-    if eps == 0.0:
-        return x.copy(), x.copy()
-    xl = np.nextafter(x - eps, -np.inf)
-    xu = np.nextafter(x + eps, np.inf)
+    xl = _add_rounded(x, -eps, -np.inf)
+    xu = _add_rounded(x, eps, np.inf)
     return np.maximum(xl, lo), np.minimum(xu, hi)
+
+
+def _add_rounded(a: Array, b: float, direction: float) -> Array:
+    """``a + b`` rounded toward ``direction`` (-inf or +inf): the float sum, stepped one ulp only
+    where it is inexact on the wrong side. Knuth's TwoSum gives the exact error ``e`` of
+    ``s = fl(a + b)`` (``a + b = s + e`` in round-to-nearest)."""
+    s = a + b
+    bb = s - a
+    e = (a - (s - bb)) + (b - bb)
+    wrong = e < 0 if direction < 0 else e > 0
+    return np.where(wrong, np.nextafter(s, direction), s)
 
 
 def as_boxes(network: Network, xl: Array, xu: Array, where: str) -> tuple[Array, Array]:
@@ -227,8 +237,6 @@ def interval_affine(W: Array, b: Array, lo: Array, hi: Array) -> tuple[Array, Ar
 
 def activation_image(act: Activation, L: Array, U: Array) -> tuple[Array, Array]:
     """Rigorous enclosure of f([L, U]) element-wise for arrays of any shape (from the relax layer)."""
-    from polylens.relax.lines import image_bounds
-
     L = np.asarray(L, dtype=np.float64)
     zlo, zhi = image_bounds(act, L.ravel(), np.asarray(U, dtype=np.float64).ravel())
     return np.asarray(zlo, dtype=np.float64).reshape(L.shape), np.asarray(zhi, dtype=np.float64).reshape(L.shape)

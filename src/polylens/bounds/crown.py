@@ -9,8 +9,10 @@ upper line. The input coefficients are then minimised over the box in closed for
 sound bounds for every row of C given sound intermediate bounds [L, U]; intermediate bounds are
 computed layer by layer with the same pass (spec ``[I; -I]``), intersected with interval bounds.
 
-alpha-CROWN (:func:`alpha_crown`, ``BoundMethod.ALPHA_CROWN``) optimises the slopes of the lines,
-per input and per specification row, by projected gradient ascent (Adam, torch autograd) inside
+alpha-CROWN (:func:`alpha_crown`, ``BoundMethod.ALPHA_CROWN``) optimises the slopes of both lines
+of every neuron whose slope range is not a single point (for relu: the lower line of unstable
+neurons), per input and per specification row (per input only when the spec has many rows, see
+``_PER_ROW_LIMIT``), by projected gradient ascent (Adam, torch autograd) inside
 :func:`~polylens.relax.lines.slope_range`. The optimiser works on an approximate objective (float
 intercepts on a sampled grid); soundness never depends on it: the bound reported is recomputed in
 float64 by the rigorous backward pass with intercepts from
@@ -34,6 +36,7 @@ from polylens.bounds.ibp import ibp
 from polylens.errors import ParameterError
 from polylens.nn.activations import Activation
 from polylens.nn.network import Network
+from polylens.relax.lines import Side, pair_lines, slope_range, tightest_intercept
 from polylens.tolerances import BOUND_UNDERFLOW_UNIT
 from polylens.validation import check_enum, check_int
 
@@ -51,12 +54,13 @@ _GRID = 16
 #: most this per input, else one slope per (input, neuron) shared by all spec rows.
 _PER_ROW_LIMIT = 1 << 16
 
-#: Largest float64 entries of one (chunk, groups, n, grid) tensor in the optimiser.
+#: Largest number of entries of the optimiser's (chunk, groups, neurons, grid) tensors per chunk.
 _OPT_CHUNK_ELEMENTS = 1 << 22
 
-def _OPT_DTYPE(torch):
-    return torch.float32
-
+#: Torch threads for the optimiser (restored afterwards). Its tensors are small (about a million
+#: float32 entries), so threads gain little, and OpenMP threads spinning on a busy machine can
+#: make it ten times slower.
+_OPT_THREADS = 1
 
 #: Adam step size on the slope's position t in [0, 1] within its slope range, and its decay per step.
 _ALPHA_LR = 0.1
@@ -104,15 +108,8 @@ class _Relaxation:
                            self.ui[sl], self.zlo[sl], self.zhi[sl])
 
 
-def _lines_module():
-    from polylens.relax import lines
-
-    return lines
-
-
 def _relax(act: Activation, L: Array, U: Array, layer: int) -> _Relaxation:
     """Default lines of the relax layer for (N, n) bounds of hidden layer ``layer``; lines (N, 1, n)."""
-    rl = _lines_module()
     if not (np.all(np.isfinite(L)) and np.all(np.isfinite(U))):
         raise ParameterError(f"Bound propagation overflowed at hidden layer {layer}: some pre-activation bounds "
                              "are infinite. Check the network's weights and the input boxes for huge values.")
@@ -121,7 +118,7 @@ def _relax(act: Activation, L: Array, U: Array, layer: int) -> _Relaxation:
         raise ParameterError(f"Hidden layer {layer} has {bad} bounds with lower > upper: the intermediate "
                              "bounds given are not sound bounds of this network over these boxes.")
     shape = L.shape
-    ln = rl.pair_lines(act, L.ravel(), U.ravel())
+    ln = pair_lines(act, L.ravel(), U.ravel())
 
     def r(a):
         return np.asarray(a, dtype=np.float64).reshape(shape)[:, None, :]
@@ -132,25 +129,35 @@ def _relax(act: Activation, L: Array, U: Array, layer: int) -> _Relaxation:
 
 
 def _with_slopes(base: _Relaxation, ls: Array | None, us: Array | None) -> _Relaxation:
-    """``base`` with new slopes (N, G, n) on either side, intercepts from ``tightest_intercept``."""
-    rl = _lines_module()
+    """``base`` with new slopes (N, G, n) on either side; where a slope differs from the base's, its
+    intercept comes from ``tightest_intercept``, elsewhere the base line is kept as it is."""
     out = base
-    for slopes, side, s_name, i_name in ((ls, rl.Side.LOWER, "ls", "li"), (us, rl.Side.UPPER, "us", "ui")):
+    for slopes, side, s_name, i_name in ((ls, Side.LOWER, "ls", "li"), (us, Side.UPPER, "us", "ui")):
         if slopes is None:
             continue
-        N, G, n = slopes.shape
-        L = np.broadcast_to(base.L[:, None, :], (N, G, n)).ravel()
-        U = np.broadcast_to(base.U[:, None, :], (N, G, n)).ravel()
-        c = np.asarray(rl.tightest_intercept(base.act, L, U, slopes.ravel(), side), dtype=np.float64)
-        out = replace(out, **{s_name: slopes, i_name: c.reshape(N, G, n)})
+        changed = slopes != getattr(base, s_name)
+        c = np.array(np.broadcast_to(getattr(base, i_name), slopes.shape))
+        if changed.any():
+            i, _, h = np.nonzero(changed)
+            c[changed] = tightest_intercept(base.act, base.L[i, h], base.U[i, h], slopes[changed], side)
+        out = replace(out, **{s_name: slopes, i_name: c})
     return out
 
 
 # -- the rigorous backward pass --------------------------------------------------------------------
 
 def _bmv(M: Array, v: Array) -> Array:
-    """Batched matrix-vector product: (N|1, K, n) x (N, n) -> (N, K)."""
-    return (M @ v[:, :, None])[:, :, 0]
+    """Row-wise dot products ``sum_h M[i, k, h] v[i, (k,) h]`` -> (N, K).
+
+    ``M``: (N, K, n) or (1, K, n) shared by all inputs; ``v``: (N, n), (N, 1, n) or (N, K, n).
+    """
+    if v.ndim == 3 and v.shape[1] == 1:
+        v = v[:, 0]
+    if v.ndim == 3:
+        return np.einsum("nkh,nkh->nk", np.broadcast_to(M, v.shape), v)
+    if M.shape[0] == 1 and v.shape[0] != 1:
+        return v @ M[0].T
+    return np.einsum("nkh,nh->nk", M, v)
 
 
 def _backward(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu: Array,
@@ -199,10 +206,10 @@ def _backward(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu:
     for j in range(k - 1, -1, -1):
         r = relax[j]
         Ap, An = np.maximum(A, 0.0), np.minimum(A, 0.0)
-        absA = Ap - An
         lam = Ap * r.ls + An * r.us
-        const = const + (Ap * r.li + An * r.ui).sum(-1)
-        mag = mag + (absA * (r.icpt_mag + r.coef_mag)).sum(-1)
+        const = const + _bmv(Ap, r.li) + _bmv(An, r.ui)
+        line_mag = r.icpt_mag + r.coef_mag
+        mag = mag + _bmv(Ap, line_mag) - _bmv(An, line_mag)
         W, b = layers[j].W, layers[j].b
         const = const + lam @ b
         abslam = np.abs(lam)
@@ -210,10 +217,11 @@ def _backward(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu:
         A = lam @ W
         zm = xmag if j == 0 else relax[j - 1].zmag
         mag = mag + _bmv(abslam, zm @ np.abs(W).T)
-        under = under + np.maximum(np.abs(r.L), np.abs(r.U)).sum(-1, keepdims=True) + W.shape[0] * zm.sum(-1, keepdims=True)
+        amag = np.maximum(np.abs(r.L), np.abs(r.U))
+        under = under + amag.sum(-1, keepdims=True) + W.shape[0] * zm.sum(-1, keepdims=True)
     Ap, An = np.maximum(A, 0.0), np.minimum(A, 0.0)
     value = _bmv(Ap, xl) + _bmv(An, xu) + const
-    mag = mag + _bmv(Ap - An, xmag)
+    mag = mag + _bmv(Ap, xmag) - _bmv(An, xmag)
     return round_down(value, slack(m, mag) + (2.0 * BOUND_UNDERFLOW_UNIT) * under)
 
 
@@ -293,7 +301,8 @@ def crown(network: Network, xl: Array, xu: Array, *, intermediate: Bounds | None
 
     >>> import numpy as np
     >>> from polylens.nn import Network
-    >>> net = Network.from_arrays([np.array([[1.0], [1.0]]), np.array([[1.0, -1.0]])], [np.zeros(2), np.zeros(1)], "identity")
+    >>> W = [np.array([[1.0], [1.0]]), np.array([[1.0, -1.0]])]
+    >>> net = Network.from_arrays(W, [np.zeros(2), np.zeros(1)], "identity")
     >>> b = crown(net, np.array([-1.0]), np.array([1.0]))
     >>> float(abs(b.logit_lower[0, 0]).round(9)), float(abs(b.logit_upper[0, 0]).round(9))  # x - x = 0
     (0.0, 0.0)
@@ -383,6 +392,25 @@ def margin_lower_bound(network: Network, xl: Array, xu: Array, labels, method: B
     return out
 
 
+def spec_lower_bound(network: Network, xl: Array, xu: Array, C: Array, *, bounds: Bounds | None = None) -> Array:
+    """Rigorous lower bounds of ``C[i] @ logits`` over box i, by CROWN with the spec pushed backward.
+
+    ``C``: (N, K, n_classes), any rows (e.g. every pair ``e_c - e_k`` at once, which the LP classifier
+    needs); ``bounds``: intermediate bounds for the N boxes (default :func:`crown`). Returns (N, K).
+    Sound in float64 exactly as :func:`margin_lower_bound` (which is this with ``margin_spec``).
+    """
+    xl, xu = as_boxes(network, xl, xu, "spec_lower_bound")
+    N = xl.shape[0]
+    C = np.asarray(C, dtype=np.float64)
+    if C.ndim != 3 or C.shape[0] != N or C.shape[2] != network.n_classes or not np.all(np.isfinite(C)):
+        raise ParameterError(f"The 'C' parameter of spec_lower_bound must be a finite array of shape ({N}, K, "
+                             f"{network.n_classes}). Got shape {C.shape} instead.")
+    _check_intermediate(network, bounds, N, "spec_lower_bound")
+    b = bounds if bounds is not None else crown(network, xl, xu)
+    relax = [_relax(act, L, U, l) for l, (act, L, U) in enumerate(zip(network.activations, b.lower, b.upper))]
+    return _backward_chunked(network, network.n_hidden_layers, relax, xl, xu, C)
+
+
 # -- alpha-CROWN: the optimiser --------------------------------------------------------------------
 
 def _alpha_spec(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu: Array, C: Array | None,
@@ -395,7 +423,6 @@ def _alpha_spec(network: Network, k: int, relax: list[_Relaxation], xl: Array, x
     """
     if k == 0 or steps == 0:
         return _backward_chunked(network, k, relax, xl, xu, C)
-    rl = _lines_module()
     N = xl.shape[0]
     K = _spec_rows(network, k, C)
     widths = [r.L.shape[1] for r in relax[:k]]
@@ -407,8 +434,8 @@ def _alpha_spec(network: Network, k: int, relax: list[_Relaxation], xl: Array, x
     ranges, free = [], []
     for r in relax[:k]:
         per_side = []
-        for side in (rl.Side.LOWER, rl.Side.UPPER):
-            lo, hi = rl.slope_range(r.act, r.L.ravel(), r.U.ravel(), side)
+        for side in (Side.LOWER, Side.UPPER):
+            lo, hi = slope_range(r.act, r.L.ravel(), r.U.ravel(), side)
             lo = np.asarray(lo, dtype=np.float64).reshape(r.L.shape)
             hi = np.asarray(hi, dtype=np.float64).reshape(r.L.shape)
             per_side.append((lo, np.maximum(lo, hi)))
@@ -437,6 +464,19 @@ def _alpha_spec(network: Network, k: int, relax: list[_Relaxation], xl: Array, x
 
 def _optimise_chunk(network: Network, k: int, relax: list[_Relaxation], ranges, free, xl: Array, xu: Array,
                     C: Array | None, groups: int, steps: int) -> list[list[Array | None]]:
+    """:func:`_optimise` with torch limited to ``_OPT_THREADS`` threads (restored afterwards)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(_OPT_THREADS)
+    try:
+        return _optimise(torch, network, k, relax, ranges, free, xl, xu, C, groups, steps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _optimise(torch, network: Network, k: int, relax: list[_Relaxation], ranges, free, xl: Array, xu: Array,
+              C: Array | None, groups: int, steps: int) -> list[list[Array | None]]:
     """Projected Adam ascent on the slopes of one chunk of inputs; returns the best slopes
     (n_c, groups, n_j) per layer and free side (None for a fixed side).
 
@@ -445,15 +485,14 @@ def _optimise_chunk(network: Network, k: int, relax: list[_Relaxation], ranges, 
     within its range, so one step size suits every neuron. The intercept of a free line is the
     optimiser's approximation: the extreme of ``f(x_g) - s x_g`` over the grid points x_g,
     differentiated at the extreme point (Danskin: dc/ds = -x*), which is all the gradient needs.
-    Adam is written out (a few lines) rather than taken from ``torch.optim``, whose import costs
-    seconds.
+    The objective is approximate anyway, so it is evaluated in float32; the bound reported is
+    recomputed in float64 by the caller. Adam is written out (a few lines) rather than taken from
+    ``torch.optim``, whose import costs seconds.
     """
-    import torch
-
-    f64 = _OPT_DTYPE(torch)
+    dtype = torch.float32
 
     def T(a):
-        return torch.tensor(np.asarray(a), dtype=f64)
+        return torch.tensor(np.asarray(a), dtype=dtype)
 
     layers = network.layers
     W, b = layers[k].W, layers[k].b
@@ -469,7 +508,8 @@ def _optimise_chunk(network: Network, k: int, relax: list[_Relaxation], ranges, 
     t01 = np.linspace(0.0, 1.0, _GRID)
 
     # Per layer and side: the fixed lines (n_c, 1, n) and, where free, the mask (n_c, n) of free
-    # pairs with their parameters t (P, groups), range start and width (P, 1), grid (P, groups, G).
+    # pairs, the input of each, their parameters t (P, groups), range start and width (P, 1), and
+    # grid points with f there (P, groups, G).
     fixed, params = [], []
     for j, r in enumerate(relax):
         fixed.append(((T(r.ls), T(r.li)), (T(r.us), T(r.ui))))
@@ -487,7 +527,8 @@ def _optimise_chunk(network: Network, k: int, relax: list[_Relaxation], ranges, 
             shape = (xg.shape[0], groups, xg.shape[1])
             t0 = np.clip((s0[:, 0, :][mask] - lo) / width, 0.0, 1.0)
             t0 = np.broadcast_to(t0[:, None], shape[:2])
-            side_params.append(dict(mask=torch.from_numpy(mask), t=T(t0).requires_grad_(True), lo=T(lo)[:, None],
+            side_params.append(dict(mask=torch.from_numpy(mask), rows=torch.from_numpy(np.nonzero(mask)[0]),
+                                    t=T(t0).requires_grad_(True), lo=T(lo)[:, None],
                                     width=T(width)[:, None], xg=T(xg)[:, None].expand(shape),
                                     fg=T(r.act(xg))[:, None].expand(shape)))
         params.append(side_params)
@@ -528,7 +569,7 @@ def _optimise_chunk(network: Network, k: int, relax: list[_Relaxation], ranges, 
     m1 = [torch.zeros_like(p) for p in leaves]
     m2 = [torch.zeros_like(p) for p in leaves]
     beta1, beta2, tiny = 0.9, 0.999, 1e-8
-    best_score = torch.full((n_c, groups), -torch.inf, dtype=f64)
+    best_score = torch.full((n_c, groups), -torch.inf, dtype=dtype)
     best = [[None if s is None else s.detach() for s in sp] for sp in free_slopes()]
     for it in range(steps + 1):
         sl = free_slopes()
@@ -540,8 +581,8 @@ def _optimise_chunk(network: Network, k: int, relax: list[_Relaxation], ranges, 
             for j, sp in enumerate(sl):
                 for i, s in enumerate(sp):
                     if s is not None:
-                        rows = params[j][i]["mask"].nonzero()[:, 0]  # the input of each free pair
-                        best[j][i] = torch.where(better[rows], s.detach(), best[j][i])
+                        better_here = better[params[j][i]["rows"]]  # for the input of each free pair
+                        best[j][i] = torch.where(better_here, s.detach(), best[j][i])
         if it == steps:
             break
         grads = torch.autograd.grad(val.sum(), leaves)

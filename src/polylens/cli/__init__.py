@@ -29,7 +29,7 @@ __all__ = ["COMMAND_MODULES", "EXIT_ERROR", "app", "main"]
 EXIT_ERROR = 2
 
 #: Modules under polylens.cli that register commands on :data:`app`, in help order.
-COMMAND_MODULES: tuple[str, ...] = ("models", "verify", "demo")
+COMMAND_MODULES: tuple[str, ...] = ("models", "verify", "demo", "analyses", "explore")
 
 app = typer.Typer(
     name="polylens",

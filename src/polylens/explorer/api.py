@@ -34,8 +34,9 @@ import hashlib
 import math
 import threading
 import time
+import warnings
 from collections import OrderedDict
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -49,7 +50,7 @@ from polylens.validation import check_float, check_int
 
 __all__ = [
     "Explorer", "ExplorerConfig", "NameStore", "SweepRunner", "batch_bounds_payloads", "certify_safe",
-    "diagram_payload", "jsonify", "parse_eps", "parse_input",
+    "check_keys", "diagram_payload", "flow_diagram", "jsonify", "parse_eps", "parse_input",
 ]
 
 Array = np.ndarray
@@ -77,7 +78,9 @@ class ExplorerConfig:
     in tooltips (HULL mode). ``max_nodes``: hidden neurons drawn per layer (the rest become one
     "+N more" node). ``max_edges``: edges drawn per pair of adjacent layers, strongest |w * a| first.
     ``sweep_samples`` / ``sweep_eps``: the background robustness sweep (0 samples: none).
-    ``sweep_chunk``: images per background job.
+    ``sweep_chunk``: images per background job. ``top_images``: most and least activating test images
+    per neuron. ``signature_eps`` / ``signature_images``: radius and images per digit of the signature
+    analysis. ``prototype_eps`` / ``prototype_lam``: radius and L1 price of the prototypes.
     """
 
     eps: float = 0.01
@@ -90,6 +93,11 @@ class ExplorerConfig:
     sweep_samples: int = 200
     sweep_eps: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
     sweep_chunk: int = 50
+    top_images: int = 8
+    signature_eps: float = 0.02
+    signature_images: int = 30
+    prototype_eps: float = 0.1
+    prototype_lam: float = 0.01
 
     def __post_init__(self):
         where = "ExplorerConfig"
@@ -102,6 +110,11 @@ class ExplorerConfig:
         check_int(self.max_edges, "max_edges", where, 1, 100_000)
         check_int(self.sweep_samples, "sweep_samples", where, 0, 100_000)
         check_int(self.sweep_chunk, "sweep_chunk", where, 1, 10_000)
+        check_int(self.top_images, "top_images", where, 1, 100)
+        check_float(self.signature_eps, "signature_eps", where, 0.0, 1.0)
+        check_int(self.signature_images, "signature_images", where, 1, 100_000)
+        check_float(self.prototype_eps, "prototype_eps", where, 0.0, 1.0)
+        check_float(self.prototype_lam, "prototype_lam", where, 0.0, None)
         object.__setattr__(self, "sweep_eps", tuple(check_float(e, "sweep_eps", where, 0.0, 1.0)
                                                     for e in self.sweep_eps))
 
@@ -190,6 +203,14 @@ def parse_input(value: Any, width: int, where: str = "the explorer") -> Array:
     return x
 
 
+def check_keys(body: dict, allowed: Sequence[str], where: str) -> None:
+    """ParameterError naming every key of a request body that is not in ``allowed``."""
+    unknown = sorted(str(k) for k in body if k not in allowed)
+    if unknown:
+        raise ParameterError(f"The request of {where} has unknown keys {', '.join(map(repr, unknown))}; "
+                             f"it takes {', '.join(map(repr, allowed))}.")
+
+
 def parse_class(value: Any, n_classes: int, name: str = "target", where: str = "the explorer") -> int:
     """A class id from a request: an int in [0, n_classes - 1]."""
     return check_int(value, name, where, 0, n_classes - 1)
@@ -240,44 +261,43 @@ def _shown(values: Array, k: int) -> Array:
     return np.sort(top)
 
 
-def diagram_payload(network: Network, x: Array, fp_post: Sequence[Array], logits: Array, *,
-                    max_nodes: int = 16, max_edges: int = 240) -> dict:
-    """What the network diagram draws for one input.
+def flow_diagram(values: Sequence[Array], mats: Sequence[Array], weights: Sequence[Array] | None = None, *,
+                 max_nodes: int = 16, max_edges: int = 240, output_shown: Sequence[int] | None = None) -> dict:
+    """A layered diagram: columns of nodes and the strongest edges between adjacent columns.
 
-    ``columns``: one per layer (input, hidden 1..H, output) with ``shown`` (neuron indices drawn) and
-    ``more`` (how many are folded into one "+N more" node, index -1). ``edges``: one entry per pair of
-    adjacent columns, parallel lists ``src``, ``dst`` (neuron index or -1), ``c`` (contribution
-    w * a of the source's activation to the target's pre-activation; for the "+N more" node the sum
-    over its members) and ``w`` (the weight, None for an aggregated edge), the ``max_edges``
-    strongest |c| that are non-zero, strongest first; ``total`` counts the non-zero contributions.
+    ``values[c]`` (n_c,): the node values of column c (0: the input, last: the output), used to pick
+    which hidden nodes are drawn (the ``max_nodes`` largest |value|; the rest fold into one "+N more"
+    node, index -1). ``mats[c-1]`` (n_c, n_{c-1}): the edge quantity from column c-1 into column c
+    (weight x activation for the network diagram, the flow into one logit for a trace);
+    ``weights[c-1]`` the weights, reported per drawn edge. ``output_shown``: the output nodes drawn
+    (default all, up to 32).
+
+    Returns ``{"columns": [{"kind", "layer", "width", "shown", "more"}], "edges": [{"from", "to",
+    "src", "dst", "c", "w", "total"}]}``: per pair of columns the ``max_edges`` strongest non-zero
+    edges (strongest first; an edge touching a "+N more" node carries the sum over its members and
+    ``w`` None) and ``total``, the number of non-zero edges before selection.
     """
-    vals = [np.asarray(x, dtype=np.float64)] + [np.asarray(p, dtype=np.float64) for p in fp_post] + \
-           [np.asarray(logits, dtype=np.float64)]
-    L = len(network.layers)
-    columns = []
-    shown = []
-    for c, v in enumerate(vals):
+    L = len(mats)
+    columns, shown = [], []
+    for c, v in enumerate(values):
+        v = np.asarray(v, dtype=np.float64)
         if c == 0:
-            s = np.arange(v.shape[0]) if v.shape[0] <= 1024 else _shown(v, 1024)
-            kind = "input"
+            s, kind = (np.arange(v.shape[0]) if v.shape[0] <= 1024 else _shown(v, 1024)), "input"
         elif c == L:
-            s = np.arange(v.shape[0]) if v.shape[0] <= 32 else _shown(v, 32)
             kind = "output"
+            s = np.asarray(output_shown, dtype=np.int64) if output_shown is not None else \
+                (np.arange(v.shape[0]) if v.shape[0] <= 32 else _shown(v, 32))
         else:
-            s = _shown(v, max_nodes)
-            kind = "hidden"
+            s, kind = _shown(v, max_nodes), "hidden"
         shown.append(s)
-        columns.append({"kind": kind, "layer": c, "width": int(v.shape[0]), "shown": s.tolist(),
-                        "more": int(v.shape[0] - s.shape[0])})
+        more = 0 if kind == "output" and output_shown is not None else int(v.shape[0] - s.shape[0])
+        columns.append({"kind": kind, "layer": c, "width": int(v.shape[0]), "shown": s.tolist(), "more": more})
     edges = []
     for c in range(1, L + 1):
-        W = network.layers[c - 1].W  # (out, in)
-        src_v = vals[c - 1]
-        C = W * src_v[None, :]
+        C = np.asarray(mats[c - 1], dtype=np.float64)
         s_in, s_out = shown[c - 1], shown[c]
-        hid_in = np.setdiff1d(np.arange(W.shape[1]), s_in)
-        hid_out = np.setdiff1d(np.arange(W.shape[0]), s_out)
-        # Rows: shown targets then (if any) the aggregate; columns likewise.
+        hid_in = np.setdiff1d(np.arange(C.shape[1]), s_in)
+        hid_out = np.setdiff1d(np.arange(C.shape[0]), s_out) if columns[c]["more"] else np.zeros(0, np.int64)
         rows = [C[s_out]] + ([C[hid_out].sum(axis=0, keepdims=True)] if hid_out.size else [])
         Cr = np.concatenate(rows, axis=0)
         cols = [Cr[:, s_in]] + ([Cr[:, hid_in].sum(axis=1, keepdims=True)] if hid_in.size else [])
@@ -285,16 +305,30 @@ def diagram_payload(network: Network, x: Array, fp_post: Sequence[Array], logits
         dst_ids = np.concatenate([s_out, [-1] * bool(hid_out.size)]).astype(np.int64)
         src_ids = np.concatenate([s_in, [-1] * bool(hid_in.size)]).astype(np.int64)
         di, si = np.nonzero(Ca != 0)
-        mag = np.abs(Ca[di, si])
-        order = np.argsort(-mag, kind="stable")[:max_edges]
+        order = np.argsort(-np.abs(Ca[di, si]), kind="stable")[:max_edges]
         di, si = di[order], si[order]
         src, dst = src_ids[si], dst_ids[di]
-        real = (src >= 0) & (dst >= 0)
-        w = [float(f"{W[d, s]:.{DISPLAY_DIGITS}g}") if r else None
-             for s, d, r in zip(src.tolist(), dst.tolist(), real.tolist())]
-        edges.append({"from": c - 1, "to": c, "src": src.tolist(), "dst": dst.tolist(),
-                      "c": _display(Ca[di, si]), "w": w, "total": int(np.count_nonzero(C))})
+        if weights is not None:
+            W = weights[c - 1]
+            w = [float(f"{W[d, s]:.{DISPLAY_DIGITS}g}") if s >= 0 and d >= 0 else None
+                 for s, d in zip(src.tolist(), dst.tolist())]
+        else:
+            w = [None] * len(src)
+        edges.append({"from": c - 1, "to": c, "src": src.tolist(), "dst": dst.tolist(), "c": _display(Ca[di, si]),
+                      "w": w, "total": int(np.count_nonzero(C))})
     return {"columns": columns, "edges": edges}
+
+
+def diagram_payload(network: Network, x: Array, post: Sequence[Array], logits: Array, *,
+                    max_nodes: int = 16, max_edges: int = 240) -> dict:
+    """The network diagram of one input: nodes are pixels, hidden neurons (drawn: the ``max_nodes``
+    largest |activation| per layer) and logits; an edge's ``c`` is the contribution w * a of the
+    source's activation to the target's pre-activation. See :func:`flow_diagram`."""
+    vals = [np.asarray(x, dtype=np.float64), *[np.asarray(p, dtype=np.float64) for p in post],
+            np.asarray(logits, dtype=np.float64)]
+    Ws = [layer.W for layer in network.layers]
+    mats = [W * v[None, :] for W, v in zip(Ws, vals[:-1])]
+    return flow_diagram(vals, mats, Ws, max_nodes=max_nodes, max_edges=max_edges)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,7 +504,8 @@ class SweepRunner:
                 self._pool.shutdown(wait=False, cancel_futures=True)
 
     def payload(self) -> dict:
-        """``{"status": "idle" | "running" | "ready" | "error", "done", "total", "n", "eps", "summary"}``."""
+        """``{"status": "idle" | "running" | "ready" | "error" | "disabled", "done", "total", "n", "eps",
+        "summary"}``."""
         from polylens.analyses.sweep import summarize
 
         with self._lock:
@@ -479,6 +514,9 @@ class SweepRunner:
                 return self._result
             if self._error is not None:
                 return {**base, "status": "error", "error": self._error}
+            if len(self.x) == 0 or not self.eps:
+                return {**base, "status": "disabled", "error": "No robustness sweep: it was turned off "
+                                                               "(sweep_samples 0) or there are no test samples."}
             if self._pool is None:
                 return {**base, "status": "idle"}
             done = [f for f in self._futures if f.done()]
@@ -523,17 +561,6 @@ class _LRU:
         return value
 
 
-def _optional(module: str, name: str):
-    """A function of an analysis module, or None while that module is not there yet."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(f"polylens.analyses.{module}")
-    except ImportError:
-        return None
-    return getattr(mod, name, None)
-
-
 class Explorer:
     """The explorer's view of one model: the payload builders the server and the export share.
 
@@ -567,8 +594,9 @@ class Explorer:
         self._fp_test = None
         self._cache = {name: _LRU(256) for name in ("bounds", "certify", "trace")}
         self._robust = _LRU(64)
-        self._neurons = _LRU(512)
-        self._once: dict[str, Any] = {}
+        self._formulas = _LRU(8)
+        self._jobs: dict[str, Future] = {}
+        self._analysis_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polylens-analysis")
         self.sweep = SweepRunner(self.network, self.x_test[:config.sweep_samples], self.y_test[:config.sweep_samples],
                                  config.sweep_eps if config.sweep_samples else (), chunk=config.sweep_chunk,
                                  time_limit=config.time_limit)
@@ -603,10 +631,12 @@ class Explorer:
     def sample_input(self, i: int) -> Array:
         return self.x_test[self.parse_sample(i)]
 
-    def resolve(self, body: Any, where: str) -> tuple[Array, int | None]:
-        """The input of a request body: ``{"sample": i}`` (a test sample) or ``{"x": [...]}``."""
+    def resolve(self, body: Any, where: str, extra: Sequence[str] = ()) -> tuple[Array, int | None]:
+        """The input of a request body: ``{"sample": i}`` (a test sample) or ``{"x": [...]}``, plus the
+        keys ``extra``; any other key is refused (a misspelt option is never ignored)."""
         if not isinstance(body, dict):
             raise ParameterError(f"The request body of {where} must be a JSON object. Got {type(body).__name__} instead.")
+        check_keys(body, ("sample", "x", *extra), where)
         has_s, has_x = body.get("sample") is not None, body.get("x") is not None
         if has_s == has_x:
             raise ParameterError(f"The request of {where} must give exactly one of 'sample' (a test sample index) "
@@ -636,7 +666,7 @@ class Explorer:
                       "note": self.names.note},
             "eps": self.config.eps, "eps_max": self.config.eps_max, "time_limit": self.config.time_limit,
             "request_timeout": self.config.request_timeout, "max_nodes": self.config.max_nodes,
-            "analyses": {name: _optional(mod, fn) is not None for name, mod, fn in _ANALYSES},
+            "signature_eps": self.config.signature_eps, "prototype_eps": self.config.prototype_eps,
         }
 
     def samples_payload(self, indices: Sequence[int] | None = None) -> dict:
@@ -694,14 +724,21 @@ class Explorer:
         t0 = time.perf_counter()
         cert = certify_safe(self.network, x[None, :], np.array([label]), eps,
                             options=CertifyOptions(time_limit=self.config.time_limit))[0]
+        d = self.certificate_dict(cert, x, source, time.perf_counter() - t0, sample)
+        return self._cache["certify"].put(key, d)
+
+    def certificate_dict(self, cert, x: Array, label_source: str, elapsed: float, sample: int | None) -> dict:
+        """A Certificate's ``to_dict()`` plus what the page shows with it: where the label came from,
+        the time taken, and for a counterexample its prediction, logits and change from x."""
         d = jsonify(cert)
-        d.update({"label_source": source, "elapsed_s": round(time.perf_counter() - t0, 4),
-                  "time_limit": self.config.time_limit, "sample": sample, "cached": False})
+        d.update({"label_source": label_source, "elapsed_s": round(elapsed, 4), "time_limit": self.config.time_limit,
+                  "sample": sample, "cached": False})
         if cert.counterexample is not None:
             lg = self.network(cert.counterexample[None, :])[0]
             d["counterexample_prediction"] = int(np.argmax(lg))
             d["counterexample_logits"] = _display(lg)
-        return self._cache["certify"].put(key, d)
+            d["counterexample_delta"] = _display(cert.counterexample - x)
+        return d
 
     def robust_payload(self, eps: float) -> dict:
         """Certification status of every test sample at eps: ``codes`` is a string with one letter per
@@ -727,7 +764,6 @@ class Explorer:
             model = self.model.with_neuron_names({f"L{layer}.n{j}": name})
             path = self.names.save(model)
             self._model = model
-        self._neurons.data.clear()
         return {"key": f"L{layer}.n{j}", "name": model.neuron_name(layer, j), "saved_to": str(path) if path else None,
                 "storage": self.names.kind, "note": self.names.note}
 
@@ -737,106 +773,219 @@ class Explorer:
         j = check_int(j, "neuron", where, 0, widths[layer - 1] - 1)
         return layer, j
 
+    # -- background analyses -------------------------------------------------------------------
+
+    def job(self, key: str, fn: Callable[[], Any]) -> dict:
+        """Run ``fn`` once in the analysis thread and report on it: ``{"status": "running"}`` until it
+        is done, then ``{"status": "ready", **result}`` (or ``{"status": "error", "error": ...}``).
+        Long analyses (neuron report, signatures, prototypes) run this way so no request waits on them."""
+        with self._lock:
+            fut = self._jobs.get(key)
+            if fut is None:
+                fut = self._jobs[key] = self._analysis_pool.submit(fn)
+        return self._job_state(fut)
+
+    def job_result(self, key: str, fn: Callable[[], Any]) -> dict:
+        """The same job, waited for (the static export and tests)."""
+        self.job(key, fn)
+        self._jobs[key].exception()
+        return self._job_state(self._jobs[key])
+
+    @staticmethod
+    def _job_state(fut: Future) -> dict:
+        if not fut.done():
+            return {"status": "running"}
+        exc = fut.exception()
+        if exc is not None:
+            msg = str(exc) if isinstance(exc, PolylensError) else f"{type(exc).__name__}: {exc}"
+            return {"status": "error", "error": " ".join(msg.split())}
+        return {"status": "ready", **fut.result()}
+
+    def close(self) -> None:
+        """Stop the background work (sweep process, analysis thread)."""
+        self.sweep.stop()
+        self._analysis_pool.shutdown(wait=False, cancel_futures=True)
+
     # -- neuron panel --------------------------------------------------------------------------
 
-    def neuron_payload(self, layer: Any, j: Any) -> dict:
-        """Everything the neuron panel shows: the neuron_report analysis (weight map, LP maximiser and
-        minimiser, top and bottom test images, per-class activation histograms) when it is available,
-        the suggested name with its score, and the current name."""
+    def _neuron_report(self) -> dict:
+        """Every hidden neuron's profile (:func:`polylens.analyses.neurons.neuron_report` on the test
+        split), keyed by neuron key, each ``NeuronProfile.to_dict()`` plus the inputs of its top and
+        bottom test images."""
+        from polylens.analyses.neurons import neuron_report
+
+        if self.n_samples < 2:
+            raise ParameterError(f"The neuron analysis needs test images; {self.data_note}")
+        rep = neuron_report(self.network, self.x_test, self.y_test, top=self.config.top_images,
+                            time_limit=self.config.time_limit)
+        out = {}
+        for p in rep.neurons:
+            d = p.to_dict()
+            for side in ("top", "bottom"):
+                d[f"{side}_inputs"] = _display(self.x_test[np.asarray(d[f"{side}_indices"], dtype=np.int64)])
+                d[f"{side}_labels"] = self.y_test[np.asarray(d[f"{side}_indices"], dtype=np.int64)].tolist()
+            out[p.key] = jsonify(d)
+        return {"neurons": out, "settings": {"penalty": rep.penalty, "mode": rep.mode, "cuts": rep.cuts,
+                                             "bound_method": rep.bound_method, "n_images": rep.n_images,
+                                             "lp_solves": rep.lp_solves, "seconds": jsonify(rep.seconds)}}
+
+    def suggestions(self) -> dict:
+        """Suggested names of every hidden neuron (:func:`polylens.analyses.naming.suggest_names`,
+        deeper layers described through the current names), keyed by neuron key; {} when the input
+        is not a 2-D grid."""
+        from polylens.analyses.naming import suggest_names
+
+        try:
+            res = suggest_names(self.model, self.x_test if self.n_samples >= 2 else None)
+        except ParameterError:
+            return {}
+        return {s.key: jsonify(s) for s in res}
+
+    def neuron_payload(self, layer: Any, j: Any, wait: bool = False) -> dict:
+        """Everything the neuron panel shows: the name, the suggested name with its score, the
+        incoming weights, and ``report`` (the neuron's profile from the neuron analysis: weight or
+        effective map, LP-certified maximiser and minimiser, top and bottom test images, activation
+        histogram per class), which is ``{"status": "running"}`` while the analysis runs."""
         layer, j = self.parse_neuron(layer, j, "neuron")
-        hit = self._neurons.get((layer, j))
-        if hit is None:
-            hit = self._neurons.put((layer, j), self._neuron_analysis(layer, j))
-        return {**hit, "key": f"L{layer}.n{j}", "name": self.model.neuron_name(layer, j),
-                "named": f"L{layer}.n{j}" in self.model.card.neuron_names}
-
-    def _neuron_analysis(self, layer: int, j: int) -> dict:
-        report = _optional("neurons", "neuron_report")
-        out: dict[str, Any] = {"layer": layer, "neuron": j}
-        if report is not None and self.n_samples:
-            out["report"] = jsonify(self._call_neuron_report(report, layer, j))
+        key = f"L{layer}.n{j}"
+        rep = (self.job_result if wait else self.job)("neurons", self._neuron_report)
+        if rep["status"] == "ready":
+            report = {"status": "ready", **rep["neurons"][key], "settings": rep["settings"]}
         else:
-            out["report"] = None
-            out["report_note"] = ("The neuron analysis (polylens.analyses.neurons) is not available in this "
-                                  "installation." if report is None else "No test samples to analyse.")
-        out.update(self._neuron_basics(layer, j))
-        out["suggestion"] = self._suggestion(layer, j)
-        return out
-
-    def _call_neuron_report(self, fn: Callable, layer: int, j: int):
-        return fn(self.network, self.x_test, self.y_test, layer, j)
-
-    def _neuron_basics(self, layer: int, j: int) -> dict:
-        """Facts read straight off the network: incoming weights (as an image for the first layer)."""
+            report = rep
         W = self.network.layers[layer - 1].W[j]
-        out = {"weights": _display(W), "bias": _display(self.network.layers[layer - 1].b[j]),
-               "weights_shape": list(self.network.input_shape) if layer == 1 else [int(W.shape[0])]}
-        return out
-
-    def _suggestion(self, layer: int, j: int) -> dict | None:
-        names = self._once_call("names", self._suggest_all)
-        if not names:
-            return None
-        return names.get(f"L{layer}.n{j}")
-
-    def _suggest_all(self) -> dict | None:
-        fn = _optional("naming", "suggest_names")
-        if fn is None or not self.n_samples:
-            return None
-        res = jsonify(fn(self.network, self.x_test, self.y_test))
-        return _index_suggestions(res)
-
-    def _once_call(self, key: str, fn: Callable[[], Any]) -> Any:
-        if key not in self._once:
-            value = fn()
-            with self._lock:
-                self._once.setdefault(key, value)
-        return self._once[key]
+        prev, more = None, 0
+        if layer > 1:  # the strongest incoming weights, by |w| (all of them for a narrow layer)
+            top = np.argsort(-np.abs(W), kind="stable")[:self.config.max_nodes]
+            prev = [{"key": f"L{layer - 1}.n{i}", "name": self.model.neuron_name(layer - 1, int(i)),
+                     "weight": _display(W[i])} for i in top.tolist()]
+            more = int(W.shape[0] - top.shape[0])
+        return {"key": key, "layer": layer, "neuron": j, "name": self.model.neuron_name(layer, j),
+                "named": key in self.model.card.neuron_names, "activation": str(self.network.activations[layer - 1]),
+                "weights": _display(W), "bias": _display(self.network.layers[layer - 1].b[j]), "inputs": prev,
+                "inputs_more": more,
+                "suggestion": self.suggestions().get(key), "report": report}
 
     # -- whole-network analyses ----------------------------------------------------------------
 
-    def signatures_payload(self, eps: float | None = None) -> dict:
-        fn = _optional("signatures", "signatures")
-        if fn is None:
-            return {"available": False, "note": "The signature analysis is not available in this installation."}
-        e = self.config.eps if eps is None else eps
-        return self._once_call(f"signatures:{e}", lambda: {
-            "available": True, "eps": e, "result": jsonify(fn(self.network, self.x_test, self.y_test, eps=e))})
+    def _signatures(self, eps: float) -> dict:
+        from polylens.analyses.signatures import signatures
 
-    def prototypes_payload(self) -> dict:
-        fn = _optional("prototypes", "prototypes")
-        if fn is None:
-            return {"available": False, "note": "The prototype analysis is not available in this installation."}
-        return self._once_call("prototypes", lambda: {"available": True, "result": jsonify(fn(self.network))})
+        if self.n_samples < 2:
+            raise ParameterError(f"The signature analysis needs test images; {self.data_note}")
+        r = signatures(self.network, self.x_test, self.y_test, eps=eps, max_per_digit=self.config.signature_images)
+        d = r.to_dict()
+        keep = ("digits", "eps", "objective", "sense", "only_correct", "mode", "cuts", "input_shape", "layer_widths",
+                "n_images", "n_failed", "pixel_lower_freq", "pixel_upper_freq", "pixel_lower_binding_freq",
+                "pixel_upper_binding_freq", "cut_tight_freq", "pre_bound_freq", "mean_input",
+                "distinct_accuracy", "distinct_per_digit", "seconds")
+        # Per layer, the neurons whose envelope tightness is drawn: all, or for a wide layer the
+        # max_nodes whose tightness varies most across digits.
+        show = []
+        for c in r.cut_tight_freq:  # (D, n_l, 2)
+            n = c.shape[1]
+            with warnings.catch_warnings():  # a digit without images has NaN rows
+                warnings.simplefilter("ignore", RuntimeWarning)
+                spread = np.nan_to_num(np.nanstd(c, axis=0)).sum(axis=1)
+            show.append(np.arange(n).tolist() if n <= self.config.max_nodes
+                        else np.sort(np.argsort(-spread, kind="stable")[:self.config.max_nodes]).tolist())
+        return {"eps": eps, "max_per_digit": self.config.signature_images, "result": jsonify({k: d[k] for k in keep}),
+                "pixel_map": _display(np.stack([r.pixel_map(dg).ravel() for dg in r.digits])), "cut_show": show}
 
-    def trace_payload(self, x: Array, target: int | None) -> dict:
-        fn = _optional("trace", "trace")
-        if fn is None:
-            return {"available": False, "note": "The trace analysis is not available in this installation."}
-        target = int(self.network.predict(x[None, :])[0]) if target is None else target
-        key = (x.tobytes(), target, tuple(sorted(self.model.card.neuron_names.items())))
-        hit = self._cache["trace"].get(key)
+    def signatures_payload(self, eps: float | None = None, wait: bool = False) -> dict:
+        """Per-digit constraint signatures (:func:`polylens.analyses.signatures.signatures`) at eps
+        (default ``config.signature_eps``): how often each pixel sits at the lower (red) or upper
+        (blue) end of its box at the LP optimum of the digit's logit, and how often each envelope
+        side is tight. Per-image arrays are left out."""
+        e = self.config.signature_eps if eps is None else eps
+        return (self.job_result if wait else self.job)(f"signatures:{e!r}", lambda: self._signatures(e))
+
+    def _prototypes(self) -> dict:
+        from polylens.analyses.prototypes import prototypes
+
+        if self.n_samples < 2:
+            raise ParameterError(f"The prototype analysis needs test images; {self.data_note}")
+        r = prototypes(self.network, self.x_test, self.y_test, eps=self.config.prototype_eps,
+                       lam=self.config.prototype_lam)
+        return {"result": jsonify(r)}
+
+    def prototypes_payload(self, wait: bool = False) -> dict:
+        """Max-margin prototypes (:func:`polylens.analyses.prototypes.prototypes`), one per digit."""
+        return (self.job_result if wait else self.job)("prototypes", self._prototypes)
+
+    def formulas(self) -> dict:
+        """Per-digit formulas (:func:`polylens.analyses.trace.digit_formulas`, layer 1, current names)
+        keyed by digit: text, explanation, terms; cached until a rename."""
+        from polylens.analyses.trace import digit_formulas
+
+        key = tuple(sorted(self.model.card.neuron_names.items()))
+        hit = self._formulas.get(key)
         if hit is None:
-            hit = self._cache["trace"].put(key, {"available": True, "target": target,
-                                                 "result": jsonify(fn(self.model, x, target=target))})
+            out = {}
+            if self.n_samples >= 2:
+                for f in digit_formulas(self.model, self.x_test, self.y_test):
+                    out[str(f.digit)] = {"digit": f.digit, "layer": f.layer, "n_images": f.n_images,
+                                         "accuracy": f.accuracy, "text": f.text, "explanation": f.explanation,
+                                         "constant": f.constant, "mean_logit": f.mean_logit,
+                                         "terms": [t.to_dict() for t in f.terms]}
+            hit = self._formulas.put(key, jsonify(out))
         return hit
 
+    def trace_payload(self, x: Array, target: int | None = None, with_formula: bool = True) -> dict:
+        """The exact decomposition of one input's logit ``target`` (default: the prediction) by
+        :func:`polylens.analyses.trace.trace`: the flow through every pixel and named neuron into the
+        logit, a diagram of the flow (same layout as the network diagram; edge ``c`` is the flow
+        along that edge), per hidden layer the identity ``logit = sum of flows + constants`` as text,
+        and (``with_formula``) the digit's average formula (:func:`digit_formulas`)."""
+        from polylens.analyses.trace import trace
 
-#: (payload key, module, function) of the analyses other modules provide.
-_ANALYSES = (("neurons", "neurons", "neuron_report"), ("naming", "naming", "suggest_names"),
-             ("signatures", "signatures", "signatures"), ("prototypes", "prototypes", "prototypes"),
-             ("trace", "trace", "trace"))
+        tr = trace(self.model, x, target=target)
+        k = tr.target
+        H = tr.n_hidden_layers
+        key = (x.tobytes(), k, with_formula, tuple(sorted(self.model.card.neuron_names.items())))
+        hit = self._cache["trace"].get(key)
+        if hit is not None:
+            return hit
+        C = self.network.n_classes
+        node_vals = [tr.node_flow(0)[k], *[tr.node_flow(l)[k] for l in range(1, H + 1)], tr.logits]
+        mats = [tr.edge_flow(l, k) for l in range(1, H + 1)]
+        last = np.zeros((C, tr.edge_flow(H + 1, k).shape[1]))
+        last[k] = tr.edge_flow(H + 1, k)[0]
+        mats.append(last)
+        diagram = flow_diagram(node_vals, mats, [layer.W for layer in self.network.layers],
+                               max_nodes=self.config.max_nodes, max_edges=self.config.max_edges, output_shown=[k])
+        layers, equations = [], []
+        for l in range(1, H + 1):
+            flow, const = tr.node_flow(l)[k], tr.constant_flow(l)[k]
+            later = float(tr.later_constants(l)[k])
+            names = tr.names[l - 1]
+            layers.append({"layer": l, "names": list(names), "keys": [f"L{l}.n{j}" for j in range(len(names))],
+                           "post": _display(tr.post[l - 1]), "gate": _display(tr.gate[l - 1]),
+                           "flow": _display(flow), "constant_flow": _display(const), "later_constants": _display(later)})
+            equations.append(_equation(k, names, flow, later, float(tr.logits[k])))
+        formula = self.formulas().get(str(k)) if with_formula else None
+        out = {"target": k, "prediction": int(np.argmax(tr.logits)), "logit": _display(tr.logits[k]),
+               "logits": _display(tr.logits), "pixel_flow": _display(tr.node_flow(0)[k]),
+               "pixel_constant": _display(tr.later_constants(0)[k]),
+               "pixel_total": _display(tr.node_flow(0)[k].sum()), "layers": layers, "equations": equations,
+               "diagram": diagram, "formula": formula}
+        return self._cache["trace"].put(key, out)
 
 
-def _index_suggestions(res: Any) -> dict:
-    """Suggested names keyed by neuron key, from whatever list/dict shape suggest_names returns."""
-    if isinstance(res, dict) and all(isinstance(v, dict) for v in res.values()):
-        return res
-    if isinstance(res, dict) and "suggestions" in res:
-        res = res["suggestions"]
-    out = {}
-    if isinstance(res, list):
-        for item in res:
-            if isinstance(item, dict) and "key" in item:
-                out[item["key"]] = item
-    return out
+def _equation(k: int, names: Sequence[str], flow: Array, later: float, logit: float, max_terms: int = 8) -> str:
+    """``logit[k] = +1.23 (Frame) - 0.45 (Spine) + 0.10 (constants) = 0.88``: the exact split of one
+    logit into the flows through one layer's neurons (strongest first; the rest summed) and the
+    constants after that layer."""
+    order = np.argsort(-np.abs(flow), kind="stable")
+    parts = []
+    for i in order[:max_terms]:
+        v = float(flow[i])
+        parts.append(f"{'-' if v < 0 else '+'} {abs(v):.3f} ({names[i]})")
+    rest = order[max_terms:]
+    if rest.size:
+        v = float(flow[rest].sum())
+        parts.append(f"{'-' if v < 0 else '+'} {abs(v):.3f} ({rest.size} more neurons)")
+    parts.append(f"{'-' if later < 0 else '+'} {abs(later):.3f} (constants)")
+    text = " ".join(parts)
+    text = text[2:] if text.startswith("+ ") else "-" + text[2:]
+    return f"logit[{k}] = {text} = {logit:.3f}"

@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from polylens.errors import ParameterError
 from polylens.nn.network import Network
 from polylens.relax.envelopes import Envelope, EnvelopeMode, build_envelope
-from polylens.tolerances import BOUND_REL_SLACK, EPS64
+from polylens.tolerances import BOUND_REL_SLACK, EPS64, TINY_RANGE
 
 Array = np.ndarray
 
@@ -324,17 +324,25 @@ def build_polytope(network: Network, xl: Array, xu: Array, pre_bounds: Sequence[
             env = envelopes[l - 1]
             pre_b = [b for b in blocks if b[0] == Role.PRE and b[1] == l][0]
             post_b = [b for b in blocks if b[0] == Role.POST and b[1] == l][0]
-            m = env.slope.shape[0]
+            # A neuron whose output range is narrower than the solver's feasibility tolerance carries cuts
+            # whose slack is of the same order as that tolerance; HiGHS can then declare a feasible
+            # polytope infeasible. Its column bounds [zlo, zhi] already enclose f, so its cuts are dropped
+            # (sound: the polytope only grows, by less than TINY_RANGE in that coordinate).
+            zw = np.asarray(env.zhi, float) - np.asarray(env.zlo, float)
+            tiny = zw < TINY_RANGE * (1.0 + np.abs(np.asarray(env.zhi, float)))
+            keep = ~tiny[np.asarray(env.neuron)]
+            neuron = np.asarray(env.neuron)[keep]
+            m = neuron.shape[0]
             rr = nrow + np.arange(m)
             rows += [rr, rr]
-            cols += [post_b[2] + env.neuron, pre_b[2] + env.neuron]
-            vals += [np.ones(m), -np.asarray(env.slope, float)]
-            lower = np.asarray(env.side) == 0
-            icpt = np.asarray(env.intercept, float)
+            cols += [post_b[2] + neuron, pre_b[2] + neuron]
+            vals += [np.ones(m), -np.asarray(env.slope, float)[keep]]
+            lower = np.asarray(env.side)[keep] == 0
+            icpt = np.asarray(env.intercept, float)[keep]
             row_lo.append(np.where(lower, icpt, -np.inf)); row_hi.append(np.where(lower, np.inf, icpt))
             rk.append(np.full(m, RowKind.CUT, np.int8)); rl.append(np.full(m, l, np.int32))
-            rn.append(np.asarray(env.neuron, np.int32)); rs.append(np.asarray(env.side, np.int8))
-            ri.append(np.asarray(env.index, np.int32))
+            rn.append(neuron.astype(np.int32)); rs.append(np.asarray(env.side, np.int8)[keep])
+            ri.append(np.asarray(env.index, np.int32)[keep])
             nrow += m
             prev = post_b
     A = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),

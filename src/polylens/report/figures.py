@@ -16,7 +16,7 @@ One colour language throughout:
 * Digits themselves are drawn as ink on paper (``gray_r``: 1 = black).
 * The verified ladder of a robustness curve is one hue from light to dark (interval bounds, backward
   linear bounds, LP), the attack upper bound is orange and dashed, and the gap between LP-verified
-  and attack (unknown) is grey.
+  and attack (unknown) is hatched grey.
 
 Example
 -------
@@ -62,7 +62,7 @@ CMAP_INK = "gray_r"
 LADDER = {"ibp": "#9ecae1", "crown": "#4292c6", "lp": "#08306b", "attack": "#e6550d", "clean": "#636363"}
 LADDER_LABELS = {"ibp": "verified: interval (IBP)", "crown": "verified: backward linear (CROWN)",
                  "lp": "verified: LP", "attack": "attack upper bound", "clean": "clean accuracy"}
-_UNKNOWN_GREY = "#d9d9d9"
+_UNKNOWN_HATCH = "#969696"
 
 #: Fixed salt for SVG element ids, so that the same figure gives the same SVG bytes.
 rcParams["svg.hashsalt"] = "polylens"
@@ -89,13 +89,13 @@ def figure_svg(fig: Figure) -> str:
 
 
 def save_figure(fig: Figure, stem: str | Path, svg: bool = True, dpi: int = _DPI) -> list[Path]:
-    """Write ``stem.png`` (and ``stem.svg`` when ``svg``); returns the paths written."""
+    """Write ``<stem>.png`` (and ``<stem>.svg`` when ``svg``); returns the paths written."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png")]
+    paths = [stem.parent / f"{stem.name}.png"]  # not with_suffix: stems like "neuron-L1.n0" hold dots
     paths[0].write_bytes(figure_png(fig, dpi))
     if svg:
-        paths.append(stem.with_suffix(".svg"))
+        paths.append(stem.parent / f"{stem.name}.svg")
         paths[1].write_text(figure_svg(fig), encoding="utf-8")
     return paths
 
@@ -143,6 +143,13 @@ def _upsample(img: Array, shape: tuple[int, int]) -> Array:
     return img[np.ix_(ri, ci)]
 
 
+def _wrap(text: str, width: int = 16) -> str:
+    """``text`` broken into lines of at most ``width`` characters at spaces (for tick labels)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(str(text), width)) or str(text)
+
+
 def _labels(n: int, labels: Sequence[str] | None, prefix: str = "digit ") -> list[str]:
     return [str(s) for s in labels] if labels is not None else [f"{prefix}{c}" for c in range(n)]
 
@@ -159,7 +166,8 @@ def robustness_curves(summary: Mapping, digits: Sequence[int] | None = None, nco
     (list), ``overall[eps_str][rate]`` and ``per_digit[digit][eps_str][rate]`` with ``value`` and
     ``ci`` (95% Wilson interval) for rates ``ibp``, ``crown``, ``lp`` (verified, cumulative) and
     ``attack`` (not falsified: an upper bound on robust accuracy). Lines are the rates, bands their
-    confidence intervals; the grey region between LP-verified and attack is what stays unknown.
+    confidence intervals (LP: light blue fill; attack: dotted orange); the hatched region between
+    LP-verified and attack is what stays unknown.
     """
     eps = [float(e) for e in summary["eps"]]
     keys = [f"{e:g}" for e in eps]
@@ -178,12 +186,14 @@ def robustness_curves(summary: Mapping, digits: Sequence[int] | None = None, nco
             return v, ci
         lp, _ = series("lp")
         att, _ = series("attack")
-        a.fill_between(x, lp, att, color=_UNKNOWN_GREY, lw=0, label="unknown (between LP and attack)")
-        # Confidence bands for the two ends of the ladder only (LP-verified and attack), kept light.
+        # The 95% band of LP-verified accuracy as a light fill, that of the attack bound as thin dotted
+        # lines, and the unknown gap between the two rates hatched, so that no two areas mix colours.
         _, ci = series("lp")
-        a.fill_between(x, ci[:, 0], ci[:, 1], color=LADDER["crown"], alpha=0.16, lw=0)
+        a.fill_between(x, ci[:, 0], ci[:, 1], color=LADDER["crown"], alpha=0.18, lw=0)
         _, ci = series("attack")
-        a.fill_between(x, ci[:, 0], ci[:, 1], color=LADDER["attack"], alpha=0.12, lw=0)
+        a.plot(x, ci[:, 0], ":", color=LADDER["attack"], lw=0.8)
+        a.plot(x, ci[:, 1], ":", color=LADDER["attack"], lw=0.8)
+        a.fill_between(x, lp, att, facecolor="none", edgecolor=_UNKNOWN_HATCH, hatch="////", lw=0)
         for rate in ("ibp", "crown", "lp"):
             v, _ = series(rate)
             a.plot(x, v, "-o", color=LADDER[rate], ms=3, lw=1.8 if rate == "lp" else 1.2)
@@ -203,9 +213,9 @@ def robustness_curves(summary: Mapping, digits: Sequence[int] | None = None, nco
         a.set_axis_off()
     handles = [Line2D([], [], color=LADDER[r], marker="o", ms=3, lw=1.4, label=LADDER_LABELS[r]) for r in ("ibp", "crown", "lp")]
     handles += [Line2D([], [], color=LADDER["attack"], ls="--", marker="v", ms=3, lw=1.4, label=LADDER_LABELS["attack"]),
-                Patch(color=_UNKNOWN_GREY, label="unknown (LP .. attack)"),
-                Patch(color=LADDER["crown"], alpha=0.16, label="95% Wilson interval, LP-verified"),
-                Patch(color=LADDER["attack"], alpha=0.12, label="95% Wilson interval, attack")]
+                Patch(facecolor="none", edgecolor=_UNKNOWN_HATCH, hatch="////", lw=0, label="unknown (LP .. attack)"),
+                Patch(color=LADDER["crown"], alpha=0.18, label="95% Wilson interval, LP-verified"),
+                Line2D([], [], color=LADDER["attack"], ls=":", lw=0.8, label="95% Wilson interval, attack")]
     rest[0].legend(handles=handles, loc="center", fontsize=8, frameon=False)
     fig.suptitle(title or "Robust accuracy against eps: verified ladder and attack bound", fontsize=12)
     return fig
@@ -311,9 +321,9 @@ def tightness_bars(tightness: Sequence[Array], labels: Sequence[str] | None = No
         nn = list(neuron_names[l]) if neuron_names is not None else [f"L{l + 1}.n{j}" for j in range(n)]
         if t.ndim == 3:
             flat = t.reshape(C, n * 2)
-            ticks = [f"{nn[j]}\n{'lower' if s == 0 else 'upper'} cut" for j in range(n) for s in (0, 1)]
+            ticks = [f"{_wrap(nn[j])}\n{'lower' if s == 0 else 'upper'} cut" for j in range(n) for s in (0, 1)]
         else:
-            flat, ticks = t, nn
+            flat, ticks = t, [_wrap(v) for v in nn]
         G = flat.shape[1]
         width = 0.84 / C
         xs = np.arange(G)
@@ -321,7 +331,7 @@ def tightness_bars(tightness: Sequence[Array], labels: Sequence[str] | None = No
             a.bar(xs - 0.42 + width * (c + 0.5), np.nan_to_num(flat[:, :][c]), width=width, color=cmap[c % 10],
                   label=names[c])
         a.set_xticks(xs)
-        a.set_xticklabels(ticks, fontsize=8)
+        a.set_xticklabels(ticks, fontsize=7)
         a.set_title(layer_names[l] if layer_names else f"hidden layer {l + 1}", fontsize=10, loc="left")
         a.set_ylim(0, 1.05)
         a.set_xlim(-0.6, G - 0.4)
@@ -345,43 +355,94 @@ def _tab10() -> list:
 # Prototypes and counterfactuals
 
 
-def prototype_panels(starts: Array, prototypes: Array, image_shape: Sequence[int], labels: Sequence[str] | None = None,
-                     notes: Sequence[str] | None = None, title: str | None = None) -> Figure:
-    """Per digit: the start image, the prototype, and the change (prototype - start).
+def _rgba(img: Array, cmap: str, norm: Normalize) -> Array:
+    """A 2-D array as RGBA floats (H, W, 4) through ``cmap`` and ``norm`` (NaN: white)."""
+    from matplotlib import colormaps
 
-    ``starts``, ``prototypes``: (C, d) in [0, 1]. Images are ink on paper; the change is blue where
-    ink was added and red where it was removed, on one symmetric scale per figure. ``notes``: one
-    line per digit under its title (e.g. logit margin, L1 distance).
+    out = colormaps[cmap](norm(np.nan_to_num(np.asarray(img, float), nan=0.0)))
+    out[~np.isfinite(np.asarray(img, float))] = 1.0
+    return out
+
+
+def _mosaic(tiles: Sequence[Array], rows: int = 1, gap: int = 2, size: int | None = None) -> tuple[Array, int, int]:
+    """RGBA tiles (h, w, 4), upsampled by whole factors to a common size, laid out on a white grid of
+    ``rows`` rows with ``gap`` pixels between them. Returns (image, tile height, tile width) so that
+    callers can place text at tile positions. Drawing one mosaic is far cheaper than one axes per tile."""
+    tiles = [np.asarray(t, float) for t in tiles]
+    H = size or max(t.shape[0] for t in tiles)
+    W = size or max(t.shape[1] for t in tiles)
+    up = []
+    for t in tiles:
+        fy, fx = max(1, H // t.shape[0]), max(1, W // t.shape[1])
+        t = np.repeat(np.repeat(t, fy, axis=0), fx, axis=1)
+        pad = np.ones((H, W, 4))
+        pad[:t.shape[0], :t.shape[1]] = t[:H, :W]
+        up.append(pad)
+    cols = int(math.ceil(len(up) / rows))
+    img = np.ones((rows * H + (rows - 1) * gap, cols * W + (cols - 1) * gap, 4))
+    for i, t in enumerate(up):
+        r, c = divmod(i, cols)
+        img[r * (H + gap):r * (H + gap) + H, c * (W + gap):c * (W + gap) + W] = t
+    return img, H, W
+
+
+def _frame_tiles(ax, n_rows: int, n_cols: int, H: int, W: int, gap: int) -> None:
+    """Thin grey frames around the tiles of a mosaic drawn in ``ax``."""
+    from matplotlib.patches import Rectangle
+
+    for r in range(n_rows):
+        for c in range(n_cols):
+            ax.add_patch(Rectangle((c * (W + gap) - 0.5, r * (H + gap) - 0.5), W, H, fill=False, lw=0.5,
+                                   ec="#888888", clip_on=False))
+
+
+def prototype_panels(starts: Array, prototypes: Array, image_shape: Sequence[int], labels: Sequence[str] | None = None,
+                     notes: Sequence[str] | None = None, title: str | None = None,
+                     lp_points: Array | None = None) -> Figure:
+    """Per digit: the start image, the prototype, the change (prototype - start) and, when
+    ``lp_points`` is given, the LP optimum's own input; digits in two columns.
+
+    ``starts``, ``prototypes``, ``lp_points``: (C, d) in [0, 1] (NaN rows of ``lp_points`` are left
+    blank). Images are ink on paper; the change is blue where ink was added and red where it was
+    removed, on one symmetric scale for the figure. ``notes``: one line per digit (e.g. margins).
     """
     s, p = np.atleast_2d(starts).astype(float), np.atleast_2d(prototypes).astype(float)
     C = s.shape[0]
     names = _labels(C, labels)
-    ncols = 2
+    k = 4 if lp_points is not None else 3
+    ncols = 2 if C > 3 else 1
     per = C // ncols + (C % ncols > 0)
-    fig = Figure(figsize=(2.0 * 3 * ncols + 1.0, 1.9 * per + 0.7), layout="constrained")
-    axes = fig.subplots(per, 3 * ncols, squeeze=False)
     delta = p - s
-    dnorm = _sym_norm(delta, 1e-6)
-    dim = None
+    dnorm = _sym_norm(delta, 0.01)
+    ink = Normalize(0.0, 1.0)
+    fig = Figure(figsize=(4.4 * ncols + 1.0, 1.5 * per + 0.9))
+    fig.subplots_adjust(left=0.02, right=0.88, top=1 - 0.7 / (1.5 * per + 0.9), bottom=0.02, wspace=0.06, hspace=0.55)
+    axes = fig.subplots(per, ncols, squeeze=False)
+    heads = ["start", "prototype", "change", "LP optimum"][:k]
+    gap = 3
     for c in range(per * ncols):
-        r, k = c % per, c // per
-        trio = axes[r, 3 * k:3 * k + 3]
+        a = axes[c % per, c // per]
         if c >= C:
-            for a in trio:
-                a.set_axis_off()
+            a.set_axis_off()
             continue
-        trio[0].imshow(_image(s[c], image_shape), cmap=CMAP_INK, vmin=0, vmax=1, interpolation="nearest")
-        trio[1].imshow(_image(p[c], image_shape), cmap=CMAP_INK, vmin=0, vmax=1, interpolation="nearest")
-        dim = trio[2].imshow(_image(delta[c], image_shape), cmap=CMAP_DIVERGING, norm=dnorm, interpolation="nearest")
-        for a in trio:
-            _clean_axis(a)
-        note = f"\n{notes[c]}" if notes is not None else ""
-        trio[0].set_title(f"{names[c]}: start", fontsize=8)
-        trio[1].set_title(f"prototype{note}", fontsize=8)
-        trio[2].set_title("change", fontsize=8)
-    if dim is not None:
-        cb = fig.colorbar(dim, ax=axes, shrink=0.6)
-        cb.set_label("change: blue = ink added, red = ink removed", fontsize=8)
+        tiles = [_rgba(_image(s[c], image_shape), CMAP_INK, ink), _rgba(_image(p[c], image_shape), CMAP_INK, ink),
+                 _rgba(_image(delta[c], image_shape), CMAP_DIVERGING, dnorm)]
+        if k == 4:
+            tiles.append(_rgba(_image(lp_points[c], image_shape), CMAP_INK, ink))
+        img, H, W = _mosaic(tiles, gap=gap, size=28)
+        a.imshow(img, interpolation="nearest")
+        _frame_tiles(a, 1, k, H, W, gap)
+        a.set_axis_off()
+        for j, h in enumerate(heads):
+            a.text(j * (W + gap) + W / 2, -2, h, ha="center", va="bottom", fontsize=7)
+        a.set_title(names[c] + (f": {notes[c]}" if notes is not None else ""), fontsize=8, pad=13, loc="left",
+                    fontweight="bold")
+    cax = fig.add_axes((0.905, 0.2, 0.015, 0.6))
+    from matplotlib.cm import ScalarMappable
+
+    cb = fig.colorbar(ScalarMappable(norm=dnorm, cmap=CMAP_DIVERGING), cax=cax)
+    cb.set_label("change: blue = ink added, red = ink removed", fontsize=7)
+    cb.ax.tick_params(labelsize=6)
     fig.suptitle(title or "Prototypes: the image the LP finds for each digit", fontsize=11)
     return fig
 
@@ -391,16 +452,18 @@ def counterfactual_triptych(original: Array, result: Array, image_shape: Sequenc
     """Original image, the change (result - original: blue = ink added, red = removed) and the
     result; ``title`` names the pair and the statuses."""
     o, r = np.asarray(original, float), np.asarray(result, float)
-    fig = Figure(figsize=(6.6, 2.7), layout="constrained")
+    fig = Figure(figsize=(4.9, 2.35), layout="constrained")
     axes = fig.subplots(1, 3)
     axes[0].imshow(_image(o, image_shape), cmap=CMAP_INK, vmin=0, vmax=1, interpolation="nearest")
     d = r - o
-    im = axes[1].imshow(_image(d, image_shape), cmap=CMAP_DIVERGING, norm=_sym_norm(d, 1e-6), interpolation="nearest")
+    norm = _sym_norm(d, 0.01)
+    im = axes[1].imshow(_image(d, image_shape), cmap=CMAP_DIVERGING, norm=norm, interpolation="nearest")
     axes[2].imshow(_image(r, image_shape), cmap=CMAP_INK, vmin=0, vmax=1, interpolation="nearest")
     for a, t in zip(axes, (original_title, "change", result_title)):
         _clean_axis(a)
         a.set_title(t, fontsize=8)
     cb = fig.colorbar(im, ax=axes[1], shrink=0.8, location="bottom", pad=0.02)
+    cb.set_ticks([norm.vmin, 0.0, norm.vmax], labels=[f"{norm.vmin:.2g}", "0", f"+{norm.vmax:.2g}"])
     cb.ax.tick_params(labelsize=7)
     cb.set_label("blue: ink added, red: removed", fontsize=7)
     fig.suptitle(title, fontsize=9)
@@ -412,71 +475,88 @@ def counterfactual_triptych(original: Array, result: Array, image_shape: Sequenc
 
 
 def neuron_panel(name: str, weight_map: Array | None, maximiser: Array | None, minimiser: Array | None,
-                 top_images: Array | None, activations: Array | None, labels: Array | None,
-                 image_shape: Sequence[int], top_shape: Sequence[int] | None = None, subtitle: str = "",
-                 n_classes: int | None = None, bins: int = 24, max_top: int = 6,
-                 max_value: float | None = None, min_value: float | None = None) -> Figure:
-    """Everything about one neuron in one row: its weight map (blue positive, red negative), the
-    LP maximiser and minimiser over the input box (ink on paper), its top images, and a histogram of
-    its activation per class (rows: classes; colour: fraction of that class's images in each bin).
+                 image_shape: Sequence[int], *, top_images: Array | None = None, bottom_images: Array | None = None,
+                 top_values: Array | None = None, bottom_values: Array | None = None,
+                 class_counts: Array | None = None, bin_edges: Array | None = None, class_mean: Array | None = None,
+                 subtitle: str = "", map_title: str = "weights", max_value: float | None = None,
+                 min_value: float | None = None, n_show: int = 4) -> Figure:
+    """Everything about one neuron in one row.
 
-    Shapes: ``weight_map``, ``maximiser``, ``minimiser`` (d,) (any may be None); ``top_images``
-    (k, d) or (k, H, W) with ``top_shape`` its image shape; ``activations`` (N,), ``labels`` (N,).
-    ``max_value``/``min_value``: the neuron's value at the maximiser/minimiser, shown in the titles.
+    Left to right: its map (weights for layer 1; blue positive, red negative), the LP maximiser and
+    minimiser over the input box (ink on paper, with the neuron's value there), its most and least
+    activating images (two rows of ``n_show``), and the histogram of its activation per class
+    (rows: classes; grey level: the fraction of that class's images in each bin; orange tick:
+    the class mean).
+
+    Shapes: ``weight_map`` (d,) or ``image_shape``; ``maximiser``, ``minimiser`` (d,);
+    ``top_images``/``bottom_images`` (k, d) in [0, 1] or (k, H, W) originals (uint8 or float);
+    ``top_values``/``bottom_values`` (k,); ``class_counts`` (C, B) with ``bin_edges`` (B+1,);
+    ``class_mean`` (C,).
     """
-    tops = None if top_images is None else np.asarray(top_images, float)[:max_top]
-    k = 0 if tops is None else len(tops)
-    fig = Figure(figsize=(2.0 * (3 + min(k, 3)) + 3.4, 2.5), layout="constrained")
-    n_img = 3 + min(k, 3)
-    gs = fig.add_gridspec(2, 2 * n_img + 4)
+    fig = Figure(figsize=(13.5, 3.0), layout="constrained")
+    gs = fig.add_gridspec(2, 2 * 3 + n_show + 5, width_ratios=[1] * (6 + n_show) + [1] * 5)
     ax_w = fig.add_subplot(gs[:, 0:2])
     ax_mx = fig.add_subplot(gs[:, 2:4])
     ax_mn = fig.add_subplot(gs[:, 4:6])
     if weight_map is not None:
-        w = np.asarray(weight_map, float)
+        w = np.asarray(weight_map, float).ravel()
         im = ax_w.imshow(_image(w, image_shape), cmap=CMAP_DIVERGING, norm=_sym_norm(w), interpolation="nearest")
-        cb = fig.colorbar(im, ax=ax_w, shrink=0.7, location="bottom", pad=0.02)
+        cb = fig.colorbar(im, ax=ax_w, shrink=0.75, location="bottom", pad=0.03)
         cb.ax.tick_params(labelsize=6)
-    ax_w.set_title("weights\n(blue +, red -)", fontsize=8)
+    ax_w.set_title(f"{map_title}\n(blue +, red -)", fontsize=8)
     for a, v, t, val in ((ax_mx, maximiser, "LP maximiser", max_value), (ax_mn, minimiser, "LP minimiser", min_value)):
         if v is not None:
             a.imshow(_image(v, image_shape), cmap=CMAP_INK, vmin=0, vmax=1, interpolation="nearest")
-        a.set_title(t + (f"\nvalue {val:.3g}" if val is not None and np.isfinite(val) else ""), fontsize=8)
+        a.set_title(t + (f"\nvalue {val:+.3g}" if val is not None and np.isfinite(val) else ""), fontsize=8)
     for a in (ax_w, ax_mx, ax_mn):
         _clean_axis(a)
-    if k:
-        tshape = tuple(top_shape) if top_shape is not None else tuple(image_shape)
-        cols = min(k, 3)
-        for i in range(min(k, 2 * cols)):
-            a = fig.add_subplot(gs[i // cols, 6 + 2 * (i % cols):8 + 2 * (i % cols)])
-            img = tops[i] if tops.ndim == 3 else _image(tops[i], tshape)
-            a.imshow(img, cmap=CMAP_INK, interpolation="nearest", vmin=0, vmax=float(max(img.max(), 1e-12)))
-            _clean_axis(a)
-            if i == 0:
-                a.set_title("top images", fontsize=8, loc="left")
-    ax_h = fig.add_subplot(gs[:, 2 * n_img:])
-    if activations is not None and labels is not None:
-        act = np.asarray(activations, float)
-        lab = np.asarray(labels, int)
-        C = int(n_classes if n_classes is not None else (lab.max() + 1 if lab.size else 1))
-        lo, hi = float(np.min(act)), float(np.max(act))
-        if hi <= lo:
-            hi = lo + 1.0
-        edges = np.linspace(lo, hi, bins + 1)
-        H = np.zeros((C, bins))
-        which = np.clip(np.searchsorted(edges, act, side="right") - 1, 0, bins - 1)
-        np.add.at(H, (lab, which), 1.0)
-        H /= np.maximum(H.sum(axis=1, keepdims=True), 1.0)
-        ax_h.imshow(H, aspect="auto", cmap="Greys", origin="upper", extent=(lo, hi, C - 0.5, -0.5),
-                    interpolation="nearest")
-        means = np.array([act[lab == c].mean() if np.any(lab == c) else np.nan for c in range(C)])
-        ax_h.plot(means, np.arange(C), "|", color=LADDER["attack"], ms=8, mew=2, label="class mean")
+
+    ax_t = fig.add_subplot(gs[:, 6:6 + n_show])
+    ax_t.set_axis_off()
+    strips = [(top_images, top_values), (bottom_images, bottom_values)]
+    if any(im is not None for im, _ in strips):
+        tiles, vals = [], []
+        for imgs, vv in strips:
+            imgs = np.zeros((0, 1, 1)) if imgs is None else np.asarray(imgs)
+            scale = 255.0 if imgs.dtype == np.uint8 else 1.0
+            for i in range(n_show):
+                if i < len(imgs):
+                    im = imgs[i].astype(float) / scale
+                    im = _image(im, image_shape) if im.ndim == 1 else im
+                    tiles.append(_rgba(im, CMAP_INK, Normalize(0.0, 1.0)))
+                    vals.append(None if vv is None else float(vv[i]))
+                else:
+                    tiles.append(np.ones((2, 2, 4)))
+                    vals.append(None)
+        gap = 6
+        img, H, W = _mosaic(tiles, rows=2, gap=gap, size=28)
+        ax_t.imshow(img, interpolation="nearest")
+        _frame_tiles(ax_t, 2, n_show, H, W, gap)
+        for i, v in enumerate(vals):
+            if v is not None:
+                r, c = divmod(i, n_show)
+                ax_t.text(c * (W + gap) + W / 2, r * (H + gap) + H + 0.5, f"{v:+.2f}", ha="center", va="top",
+                          fontsize=6)
+        ax_t.text(-2, H / 2, "top", rotation=90, ha="right", va="center", fontsize=7)
+        ax_t.text(-2, H + gap + H / 2, "bottom", rotation=90, ha="right", va="center", fontsize=7)
+        ax_t.set_title("most / least activating images", fontsize=8)
+    ax_h = fig.add_subplot(gs[:, 6 + n_show:])
+    if class_counts is not None and bin_edges is not None:
+        H = np.asarray(class_counts, float)
+        C = H.shape[0]
+        H = H / np.maximum(H.sum(axis=1, keepdims=True), 1.0)
+        e = np.asarray(bin_edges, float)
+        ax_h.imshow(H, aspect="auto", cmap="Greys", extent=(e[0], e[-1], C - 0.5, -0.5), interpolation="nearest",
+                    vmin=0, vmax=max(float(H.max()), 1e-12))
+        if class_mean is not None:
+            ax_h.plot(np.asarray(class_mean, float), np.arange(C), "|", color=LADDER["attack"], ms=9, mew=2,
+                      label="class mean")
+            ax_h.legend(fontsize=6, loc="upper right", frameon=False, bbox_to_anchor=(1.0, 1.12))
         ax_h.set_yticks(range(C))
         ax_h.tick_params(labelsize=7)
         ax_h.set_ylabel("class", fontsize=8)
         ax_h.set_xlabel("activation", fontsize=8)
-        ax_h.legend(fontsize=6, loc="lower right", frameon=False)
-    ax_h.set_title("activation per class", fontsize=8)
+    ax_h.set_title("activation per class", fontsize=8, loc="left")
     fig.suptitle(f"{name}" + (f"  —  {subtitle}" if subtitle else ""), fontsize=10, fontweight="bold")
     return fig
 
@@ -540,9 +620,12 @@ def trace_flow(graph, image_shape: Sequence[int] | None = None, max_pixels: int 
         ax_in.set_title("input", fontsize=8)
         ax_img.imshow(_image(pf, image_shape), cmap=CMAP_DIVERGING, norm=_sym_norm(pf), interpolation="nearest")
         w = int(tuple(image_shape)[1])
+        big = float(np.abs(pf).max()) if pf.size else 0.0
         for p in shown:
             k = int(graph.node_index[p])
-            ax_img.text(k % w, k // w, str(k), ha="center", va="center", fontsize=6, color="black")
+            dark = big > 0 and abs(float(flow[p])) > 0.6 * big
+            ax_img.text(k % w, k // w, str(k), ha="center", va="center", fontsize=6,
+                        color="white" if dark else "black")
         for a_ in (ax_in, ax_img):
             _clean_axis(a_)
         ax_img.set_title("pixel flow to the logit\n(blue +, red -; numbered: shown)", fontsize=8)

@@ -71,14 +71,15 @@ class ReportFigure:
 @dataclass(frozen=True)
 class Table:
     """A table: ``columns`` (k,) and ``rows`` (each k values: str, int, float or None), written as
-    ``tables/<name>.csv`` and shown in the report; floats are shown with ``digits`` significant
-    digits (the CSV keeps them in full)."""
+    ``tables/<name>.csv`` and, when ``show``, shown in the report; floats are shown with ``digits``
+    significant digits (the CSV keeps them in full)."""
 
     name: str
     columns: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
     caption: str = ""
     digits: int = 3
+    show: bool = True
 
     def __post_init__(self):
         if not _STEM.match(self.name):
@@ -113,7 +114,8 @@ class Section:
     """One part of the report. ``id``: the HTML anchor (lowercase, ``robustness``); ``intro``:
     plain text, paragraphs separated by blank lines, saying what the reader sees; ``blocks``:
     (caption, preformatted text) pairs such as formulas; ``data``: JSON-ready dict written to
-    ``data/<id>.json``; ``note``: a remark shown in a box (e.g. why something was skipped)."""
+    ``data/<id>.json``; ``note``: a remark shown in a box (e.g. why something was skipped);
+    ``files``: figures written to ``figures/`` but not shown; ``extra``: closing paragraphs."""
 
     id: str
     title: str
@@ -124,11 +126,12 @@ class Section:
     data: Mapping | None = None
     note: str = ""
     extra: tuple[str, ...] = field(default=())
+    files: tuple[ReportFigure, ...] = field(default=())
 
     def __post_init__(self):
         if not _ID.match(self.id):
             raise ParameterError(f"A report section id must be lowercase letters, digits and '-'. Got {self.id!r} instead.")
-        for name in ("figures", "tables", "blocks", "extra"):
+        for name in ("figures", "tables", "blocks", "extra", "files"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
 
 
@@ -159,11 +162,13 @@ def _table_html(t: Table) -> str:
 
 
 def _section_html(s: Section) -> str:
-    out = [f'<section id="{s.id}">\n<h2>{html.escape(s.title)}</h2>\n', _paragraphs(s.intro)]
+    out = [f'<section id="{s.id}">\n<h2>{html.escape(s.title)}<a class="top" href="#top">&uarr; contents</a></h2>\n',
+           _paragraphs(s.intro)]
     if s.note:
         out.append(f'<div class="note">{html.escape(s.note)}</div>\n')
     for t in s.tables:
-        out.append(_table_html(t))
+        if t.show:
+            out.append(_table_html(t))
     for cap, text in s.blocks:
         out.append(f'<div class="block"><div class="block-caption">{html.escape(cap)}</div>'
                    f"<pre>{html.escape(text)}</pre></div>\n")
@@ -192,7 +197,7 @@ def render_html(sections: Sequence[Section], title: str = "polylens report", sub
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
         "style-src 'unsafe-inline'\">\n"
         f"<title>{html.escape(title)}</title>\n<style>\n{_css()}</style>\n</head>\n<body>\n"
-        f"<header><h1>{html.escape(title)}</h1>"
+        f'<header id="top"><h1>{html.escape(title)}</h1>'
         + (f'<p class="subtitle">{html.escape(subtitle)}</p>' if subtitle else "")
         + (f'<dl class="facts">{facts}</dl>' if facts else "")
         + f"<nav>{nav}</nav></header>\n<main>\n"
@@ -219,7 +224,7 @@ def write_report(out_dir: str | Path, sections: Iterable[Section], *, title: str
     sections = list(sections)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stems = [f.stem for s in sections for f in s.figures]
+    stems = [f.stem for s in sections for f in (*s.figures, *s.files)]
     names = [t.name for s in sections for t in s.tables]
     for kind, seq in (("figure stems", stems), ("table names", names)):
         dup = sorted({v for v in seq if seq.count(v) > 1})
@@ -227,7 +232,7 @@ def write_report(out_dir: str | Path, sections: Iterable[Section], *, title: str
             raise ParameterError(f"Report {kind} must be unique; repeated: {', '.join(dup)}.")
     text = render_html(sections, title, subtitle, meta)
     for s in sections:
-        for f in s.figures:
+        for f in (*s.figures, *s.files):
             (out / "figures").mkdir(exist_ok=True)
             (out / "figures" / f"{f.stem}.png").write_bytes(f.png)
             if f.svg is not None:

@@ -1,0 +1,218 @@
+"""The static explorer: the same page as ``polylens serve`` with every answer precomputed.
+
+:func:`export_site` writes a folder any static host can serve (and that opens from disk):
+
+``index.html``, ``static/``
+    the page and its ES modules, byte for byte the files the live server serves;
+``vendor/plotly.min.js``
+    plotly.js from the installed ``plotly`` wheel (nothing is fetched from a CDN);
+``config.js``
+    ``window.POLYLENS_CONFIG = {"mode": "static", "eps_grid": [...], "modules": {...}}``; ``modules``
+    maps each module to a ``data:`` URL, which the page uses only when opened over ``file://``
+    (Chromium refuses ES module files there; see ``docs/explorer.md``);
+``data/core.json``, ``data/sample-<i>.json``
+    the precomputed payloads (the same JSON the live API answers), and the same data as
+    ``data/*.js`` scripts (``polylensData(name, payload)``), which the page loads with ``<script>``
+    tags because ``fetch()`` of local files is blocked over ``file://``.
+
+What is precomputed: for each exported test sample its forward pass and diagram, and at every eps
+of the grid its certificate, interval bounds and envelope cuts (for the neurons the diagram draws);
+its trace into every class; the certification status of every exported sample at every grid eps
+(the "non-robust" filter); the neuron panels, signatures, prototypes, digit formulas and a
+robustness sweep. Live features that need a server (painting a new input, an eps off the grid)
+say so on the page.
+
+>>> from polylens.nn.model import load_model
+>>> export_site(load_model("seed"), "site", n_samples=20)  # doctest: +SKIP
+PosixPath('site/index.html')
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from polylens.errors import ParameterError
+from polylens.explorer.api import Explorer, ExplorerConfig, batch_bounds_payloads, certify_safe, jsonify
+from polylens.nn.model import Model
+from polylens.validation import check_float, check_int
+
+__all__ = ["DEFAULT_EPS_GRID", "ExportResult", "export_site", "choose_samples"]
+
+#: The radii a static export precomputes (the slider moves over these).
+DEFAULT_EPS_GRID = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
+
+
+def choose_samples(labels: np.ndarray, n: int, n_classes: int) -> np.ndarray:
+    """``n`` test sample indices balanced over classes: the first ceil(n / C) of each class in test
+    order (classes with fewer give what they have), topped up in test order, sorted."""
+    labels = np.asarray(labels)
+    n = min(n, len(labels))
+    per = -(-n // max(n_classes, 1))
+    chosen = np.concatenate([np.flatnonzero(labels == c)[:per] for c in range(n_classes)] or [np.zeros(0, np.int64)])
+    chosen = np.sort(chosen)[:n] if len(chosen) > n else chosen
+    if len(chosen) < n:
+        rest = np.setdiff1d(np.arange(len(labels)), chosen)[: n - len(chosen)]
+        chosen = np.concatenate([chosen, rest])
+    return np.sort(chosen.astype(np.int64))
+
+
+def _write_payload(data_dir: Path, name: str, payload: dict) -> int:
+    text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    (data_dir / f"{name}.json").write_text(text, encoding="utf-8")
+    # </script> cannot occur in JSON produced from our payloads except inside strings; escape "</" anyway.
+    safe = text.replace("</", "<\\/")
+    js = f"polylensData({json.dumps(name)},{safe});\n"
+    (data_dir / f"{name}.js").write_text(js, encoding="utf-8")
+    return len(text)
+
+
+class ExportResult(dict):
+    """What :func:`export_site` wrote: ``index`` (path of index.html), ``out``, ``n_samples``,
+    ``eps_grid``, ``files``, ``bytes``, ``seconds``."""
+
+
+def export_site(model: Model, out_dir: str | Path, *, n_samples: int = 60,
+                eps_grid: Sequence[float] = DEFAULT_EPS_GRID, config: ExplorerConfig | None = None,
+                progress: Callable[[str], None] | None = None) -> Path:
+    """Write the static explorer of ``model`` into ``out_dir`` (created; files there are replaced).
+
+    ``n_samples``: test samples exported (balanced over classes, see :func:`choose_samples`);
+    ``eps_grid``: the radii precomputed for each of them; ``config``: the explorer settings (diagram
+    size, sweep, signature and prototype settings). ``progress`` receives a line per step.
+    Returns the path of ``index.html``.
+    """
+    return Path(export_site_report(model, out_dir, n_samples=n_samples, eps_grid=eps_grid, config=config,
+                                   progress=progress)["index"])
+
+
+def export_site_report(model: Model, out_dir: str | Path, *, n_samples: int = 60,
+                       eps_grid: Sequence[float] = DEFAULT_EPS_GRID, config: ExplorerConfig | None = None,
+                       progress: Callable[[str], None] | None = None) -> ExportResult:
+    """:func:`export_site`, returning an :class:`ExportResult` with what was written."""
+    from polylens.analyses.certify import CertifyOptions
+    from polylens.analyses.sweep import summarize
+    from polylens.explorer.server import plotly_js_path, static_dir
+
+    t0 = time.perf_counter()
+    say = progress or (lambda _m: None)
+    n_samples = check_int(n_samples, "n_samples", "export_site", 0, 100_000)
+    grid = tuple(sorted({check_float(e, "eps_grid", "export_site", 0.0, 1.0) for e in eps_grid}))
+    if not grid:
+        raise ParameterError("The 'eps_grid' parameter of export_site must list at least one radius.")
+    cfg = config or ExplorerConfig()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"Cannot export the site to {out}: it exists and is not a directory.")
+    ex = Explorer(model, config=cfg, mode="static")
+    try:
+        net = ex.network
+        idx = choose_samples(ex.y_test, n_samples, net.n_classes) if ex.n_samples else np.zeros(0, np.int64)
+        X, Y = ex.x_test[idx], ex.y_test[idx]
+        data_dir = out / "data"
+        if data_dir.exists():
+            shutil.rmtree(data_dir)
+        data_dir.mkdir(parents=True)
+        n_bytes = 0
+
+        # -- per sample: forward pass and diagram ------------------------------------------------
+        say(f"forward passes of {len(idx)} samples")
+        forwards = [ex.forward_payload(X[k], int(i)) for k, i in enumerate(idx)]
+        shown = [[c["shown"] for c in f["diagram"]["columns"][1:-1]] for f in forwards]
+
+        # -- per eps: certificates (batched) and bounds (batched) ---------------------------------
+        certs = [[None] * len(grid) for _ in idx]
+        bounds = [[None] * len(grid) for _ in idx]
+        robust = []
+        for g, eps in enumerate(grid):
+            say(f"certification and bounds at eps={eps:g}")
+            if len(idx):
+                tc = time.perf_counter()
+                cs = certify_safe(net, X, Y, eps, indices=idx, options=CertifyOptions(time_limit=cfg.time_limit))
+                el = (time.perf_counter() - tc) / len(idx)
+                bs = batch_bounds_payloads(net, X, eps, cuts=cfg.cuts, neurons=shown)
+            else:
+                cs, bs, el = [], [], 0.0
+            codes = "".join(c.status.value[0] for c in cs)
+            robust.append({"eps": eps, "codes": codes,
+                           "counts": {s: codes.count(s[0]) for s in ("verified", "falsified", "unknown")}})
+            for k, (c, b) in enumerate(zip(cs, bs)):
+                d = ex.certificate_dict(c, X[k], "label", el, int(idx[k]))
+                d["elapsed_s"] = None  # batched at export: no per-input time
+                certs[k][g] = d
+                bounds[k][g] = b
+
+        # -- per sample: traces into every class --------------------------------------------------
+        say(f"traces of {len(idx)} samples into {net.n_classes} classes")
+        for k, i in enumerate(idx):
+            payload = {"forward": forwards[k], "certify": certs[k], "bounds": bounds[k],
+                       "trace": [ex.trace_payload(X[k], c, with_formula=False) for c in range(net.n_classes)]}
+            n_bytes += _write_payload(data_dir, f"sample-{int(i)}", jsonify(payload))
+
+        # -- whole-model analyses -----------------------------------------------------------------
+        say("neuron panels")
+        neurons = {f"L{l}.n{j}": ex.neuron_payload(l, j, wait=True)
+                   for l, w in enumerate(net.hidden_widths, start=1) for j in range(w)}
+        say("signatures")
+        sig = ex.signatures_payload(wait=True)
+        say("prototypes")
+        proto = ex.prototypes_payload(wait=True)
+        say(f"robustness sweep ({min(cfg.sweep_samples, ex.n_samples)} samples x {len(cfg.sweep_eps)} radii)")
+        sweep = _sweep(ex, cfg, summarize)
+        model_payload = ex.model_payload()
+        model_payload["n_samples"] = int(len(idx))
+        model_payload["names"] = {"storage": "browser", "path": None,
+                                  "note": "Static site: names typed here are kept in this browser only."}
+        core = {"model": model_payload, "samples": ex.samples_payload(idx), "robust": robust, "sweep": sweep,
+                "neurons": neurons, "signatures": sig, "prototypes": proto, "formulas": ex.formulas(),
+                "eps_grid": list(grid)}
+        n_bytes += _write_payload(data_dir, "core", jsonify(core))
+
+        # -- the page ------------------------------------------------------------------------------
+        say("page files")
+        sdir = static_dir()
+        (out / "static").mkdir(exist_ok=True)
+        modules = {}
+        for f in sorted(sdir.iterdir()):
+            if f.is_file() and f.suffix in (".js", ".css", ".html"):
+                shutil.copyfile(f, out / "static" / f.name)
+                if f.suffix == ".js":
+                    modules[f"polylens/{f.name}"] = ("data:text/javascript;base64," +
+                                                     base64.b64encode(f.read_bytes()).decode("ascii"))
+        shutil.copyfile(sdir / "index.html", out / "index.html")
+        (out / "static" / "index.html").unlink(missing_ok=True)
+        (out / "vendor").mkdir(exist_ok=True)
+        shutil.copyfile(plotly_js_path(), out / "vendor" / "plotly.min.js")
+        conf = {"mode": "static", "eps_grid": list(grid), "model_id": f"{model.source}:{net.architecture}",
+                "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "modules": modules}
+        (out / "config.js").write_text(f"window.POLYLENS_CONFIG = {json.dumps(conf)};\n", encoding="utf-8")
+        files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+        return ExportResult(index=str(out / "index.html"), out=str(out), n_samples=int(len(idx)), eps_grid=list(grid),
+                            files=len(files), bytes=int(sum((out / f).stat().st_size for f in files)),
+                            data_bytes=n_bytes, seconds=round(time.perf_counter() - t0, 2))
+    finally:
+        ex.close()
+
+
+def _sweep(ex: Explorer, cfg: ExplorerConfig, summarize) -> dict:
+    """The robustness sweep of the live server's background job, computed in place."""
+    from polylens.analyses.certify import CertifyOptions
+
+    n = min(cfg.sweep_samples, ex.n_samples)
+    if n == 0 or not cfg.sweep_eps:
+        return {"status": "error", "error": "no sweep: no test samples", "n": 0, "eps": list(cfg.sweep_eps)}
+    t0 = time.perf_counter()
+    x, y = ex.x_test[:n], ex.y_test[:n]
+    rows = []
+    for e in cfg.sweep_eps:
+        certs = certify_safe(ex.network, x, y, e, indices=np.arange(n), options=CertifyOptions(time_limit=cfg.time_limit))
+        rows += [{**c.to_dict(), "lp_class": None} for c in certs]
+    summary = summarize(rows, cfg.sweep_eps, ex.network.n_classes)
+    return {"status": "ready", "n": n, "eps": list(cfg.sweep_eps), "done": len(cfg.sweep_eps), "total": len(cfg.sweep_eps),
+            "summary": jsonify(summary), "elapsed_s": round(time.perf_counter() - t0, 2)}
