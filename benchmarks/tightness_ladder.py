@@ -23,10 +23,10 @@ import numpy as np
 
 from polylens.bounds import BoundMethod, compute_bounds, input_box, margin_lower_bound
 from polylens.data import load_split
-from polylens.lp import LPSolver, Sense
+from polylens.lp import LPSolver, Role, Sense
 from polylens.lp.exact import build_milp
 from polylens.lp.polytope import build_polytope, build_polytopes
-from polylens.lp.tighten import lp_tightened_bounds
+from polylens.lp.tighten import lp_tightened_polytope
 from polylens.nn.model import load_model, model_split
 from polylens.nn.train import train_mlp
 from polylens.tolerances import VERIFY_MARGIN
@@ -60,9 +60,10 @@ def ladder(name, net, x, y, eps_list, exact_ok):
         polys = build_polytopes(net, xl, xu, cb.lower, cb.upper)
         res["lp"] = lp_margins(net, polys, y); times["lp"] = time.perf_counter() - t
         t = time.perf_counter()
-        tight = [lp_tightened_bounds(net, xl[i], xu[i], [cb.layer(i, l) for l in range(net.n_hidden_layers)])
-                 for i in range(len(x))]
-        polys_t = [build_polytope(net, xl[i], xu[i], tight[i]) for i in range(len(x))]
+        polys_t = [lp_tightened_polytope(net, xl[i], xu[i], [cb.layer(i, l) for l in range(net.n_hidden_layers)])
+                   for i in range(len(x))]
+        tight = [[(p.col_lo[p.block(Role.PRE, l)], p.col_hi[p.block(Role.PRE, l)])
+                  for l in range(1, net.n_hidden_layers + 1)] for p in polys_t]
         res["lp+tightened"] = lp_margins(net, polys_t, y); times["lp+tightened"] = time.perf_counter() - t
         if exact_ok:
             t = time.perf_counter()

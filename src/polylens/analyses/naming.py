@@ -18,7 +18,10 @@ two templates are exact negations of each other, so a map equal to ``-T`` is nam
 ``weighting="data"`` first multiplies each weight by the standard deviation of its pixel over the
 given images: pixels that are blank in every image (the border of 7x7 MNIST) then weigh nothing,
 and the map shows how much each pixel actually moves the neuron on real digits.
-``weighting="weights"`` (the default) scores the raw weight rows.
+``weighting="weights"`` scores the raw weight rows. The default, ``"auto"``, is ``"data"`` whenever
+images are given: on the seed network the raw rows are dominated by large weights on border pixels
+that are blank in nearly every image (nothing in training pushes them down), so raw-weight names
+described weights no digit ever exercises.
 
 **Deeper layers.** Neuron j of layer l >= 2 is described through the names of layer l-1 and the
 signs of its incoming weights, strongest first: ``+Frame -Spine``. Each incoming weight is scaled
@@ -77,6 +80,7 @@ class Weighting(str, Enum):
 
     WEIGHTS = "weights"
     DATA = "data"
+    AUTO = "auto"  # data when images are given, else weights
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,13 +326,15 @@ def _suggest(network: Network, fixed: Mapping[str, str], x: Array | None,
 
 def _check_weighting(weighting: Weighting | str, x: Array | None) -> Weighting:
     weighting = check_enum(weighting, Weighting, "weighting", "suggest_names")
+    if weighting is Weighting.AUTO:
+        weighting = Weighting.WEIGHTS if x is None else Weighting.DATA
     if weighting is Weighting.DATA and x is None:
         raise ParameterError("weighting='data' needs images: pass x (N, d).")
     return weighting
 
 
 def suggest_names(model_or_network: Model | Network, x: Array | None = None, *,
-                  weighting: Weighting | str = "weights") -> Suggestions:
+                  weighting: Weighting | str = "auto") -> Suggestions:
     """A suggested name for every hidden neuron, layer 1 first (see the module docstring).
 
     ``x`` (N, d): optional images; when given, deeper layers scale their incoming weights by the
@@ -364,7 +370,7 @@ def apply_names(model: Model, names: Mapping[str, str] | Iterable[NameSuggestion
 
 
 def name_model(model: Model, overwrite: bool = False, x: Array | None = None, *,
-               weighting: Weighting | str = "weights") -> Model:
+               weighting: Weighting | str = "auto") -> Model:
     """``model`` with a suggested name for every unnamed hidden neuron (every neuron if ``overwrite``).
 
     Deeper layers are described through the final names of the layer before (kept card names, or

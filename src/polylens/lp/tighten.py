@@ -15,12 +15,25 @@ from polylens.errors import SolverError
 from polylens.lp.highs import LPSolver, Sense
 from polylens.lp.polytope import Role, build_polytope
 from polylens.nn.network import Network
-from polylens.relax.envelopes import EnvelopeMode
+from polylens.relax.envelopes import EnvelopeMode, build_envelope, merge_envelopes
 
 
 def truncated(network: Network, layer: int) -> Network:
     """The network whose outputs are the pre-activations of hidden layer ``layer`` (1-based)."""
     return Network(network.layers[:layer], network.activations[:layer - 1], network.input_shape)
+
+
+def lp_tightened_polytope(network: Network, xl, xu, pre_bounds, *, mode: EnvelopeMode = EnvelopeMode.HULL,
+                          cuts: int = 8, time_limit: float | None = None):
+    """The polytope on LP-tightened bounds, with the cuts of the original envelopes kept as well (they
+    stay valid on the smaller intervals), so that it is never looser than the polytope on ``pre_bounds``."""
+    tight = lp_tightened_bounds(network, xl, xu, pre_bounds, mode=mode, cuts=cuts, time_limit=time_limit)
+    envs = []
+    for act, (L0, U0), (L1, U1) in zip(network.activations, pre_bounds, tight):
+        e0 = build_envelope(act, np.asarray(L0, float), np.asarray(U0, float), mode=mode, cuts=cuts)
+        e1 = build_envelope(act, L1, U1, mode=mode, cuts=cuts)
+        envs.append(merge_envelopes(e0, e1))
+    return build_polytope(network, xl, xu, tight, envelopes=envs)
 
 
 def lp_tightened_bounds(network: Network, xl, xu, pre_bounds, *, mode: EnvelopeMode = EnvelopeMode.HULL,

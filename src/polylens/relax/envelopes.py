@@ -329,3 +329,26 @@ def hull_area_ratio(act: Activation, L, U, mode: EnvelopeMode | str = EnvelopeMo
     e, h = float(envelope_areas(env).sum()), float(convex_hull_areas(act, L, U).sum())
     flat = 1e-12 * float(np.sum((U - L) * np.maximum(1.0, np.abs(act(L)) + np.abs(act(U)))))
     return e / h if h > flat else (1.0 if e <= flat else float("inf"))
+
+
+def merge_envelopes(a: Envelope, b: Envelope) -> Envelope:
+    """The cuts of both envelopes of one layer, on the intersection of their intervals.
+
+    Every cut of ``a`` holds on a's intervals and every cut of ``b`` on b's, so all of them hold on the
+    intersection, and the merged envelope is at least as tight as either. Used where intervals are
+    tightened (LP-tightened bounds): the envelope rebuilt on the smaller interval chooses its finitely
+    many cuts afresh and can be looser somewhere than the old one; merging keeps the tightness order.
+    """
+    if a.n_neurons != b.n_neurons:
+        raise ParameterError(f"Envelopes of {a.n_neurons} and {b.n_neurons} neurons cannot be merged.")
+    neuron = np.concatenate([a.neuron, b.neuron])
+    side = np.concatenate([a.side, b.side])
+    order = np.lexsort((np.arange(neuron.size), side, neuron))
+    neuron, side = neuron[order], side[order]
+    key = neuron * 2 + side
+    starts = np.r_[0, np.flatnonzero(np.diff(key)) + 1]
+    index = np.arange(key.size) - np.repeat(starts, np.diff(np.r_[starts, key.size]))
+    return Envelope(neuron, side.astype(np.int8), index.astype(np.int64),
+                    np.concatenate([a.slope, b.slope])[order], np.concatenate([a.intercept, b.intercept])[order],
+                    np.maximum(a.lower, b.lower), np.minimum(a.upper, b.upper),
+                    np.maximum(a.zlo, b.zlo), np.minimum(a.zhi, b.zhi))
