@@ -227,6 +227,7 @@ def test_names_round_trip_through_the_card(seed, tmp_path):
     # Suggested names land in the card under L{l}.n{j}, survive save_card / load_model, keep existing names
     # unless overwrite, and deeper names are built from the kept names.
     m, _ = seed
+    m = m.with_neuron_names({k: "" for k in m.card.neuron_names})  # start unnamed (the bundled card has names)
     save_model(m, tmp_path / "m")
     kept = apply_names(m, {"L1.n0": "Hook"})
     named = name_model(kept)

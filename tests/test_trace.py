@@ -112,7 +112,7 @@ def test_seed_traces_are_exact_on_test_images(seed):
     for x in s.x_test[:30]:
         _check_trace(m.network, x)
     t = trace(m, s.x_test[0], target=4)
-    assert t.target == 4 and t.names[0] == ("L1.n0", "L1.n1", "L1.n2")
+    assert t.target == 4 and t.names[0] == tuple(m.neuron_name(1, j) for j in range(3))
 
 
 def test_flow_graph_is_consistent(seed):

@@ -56,7 +56,7 @@ def progress_reporter(enabled: bool = True, stages: int | None = None) -> Iterat
 
         def units(done: int, total: int) -> None:
             if state["unit"] is None:
-                state["unit"] = prog.add_task("  units", total=total)
+                state["unit"] = prog.add_task("  sweep units (image, eps)", total=total)
             prog.update(state["unit"], completed=done, total=total)
 
         yield say, units
@@ -322,8 +322,8 @@ def report(
     sweep_n: Optional[int] = typer.Option(None, "--sweep-n", help="Certify only the first N test images in the "
                                           "sweep (default: all)."),
     workers: int = typer.Option(2, "--workers", help="Processes of the robustness sweep."),
-    lp_classifier: bool = typer.Option(False, "--lp-classifier", help="Also run the LP classifier at each radius "
-                                       "(about ten times slower)."),
+    lp_classifier: bool = typer.Option(True, "--lp-classifier/--no-lp-classifier", help="Also run the LP classifier "
+                                       "at each radius (the largest worst-case margin over the polytope)."),
     n: Optional[int] = typer.Option(None, "--n", hidden=True, help="Use only the first N test images everywhere."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:

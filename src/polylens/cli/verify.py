@@ -124,20 +124,14 @@ def verify(
         return
     _print_tables(result, lp_classifier)
     if out is not None:
-        out_console().print(f"results in {out}/ (sweep.sqlite, summary.json, results.json, robustness.png)")
+        out_console().print(f"results in {out}/ (sweep.sqlite, summary.json, results.json, robustness.png/.svg)")
 
 
 def _write_plot(result, out: Path) -> None:
-    """Accuracy against eps per digit; the figure comes from the report layer when it is there."""
-    try:
-        from polylens.report.figures import robustness_curves
-    except ImportError:  # the report layer is optional for verify
-        return
-    fig = robustness_curves(result.summary)
-    fig.savefig(out / "robustness.png", dpi=120, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+    """Accuracy against eps per digit (robustness.png and .svg), drawn by the report layer."""
+    from polylens.report.figures import robustness_curves, save_figure
 
-    plt.close(fig)
+    save_figure(robustness_curves(result.summary), out / "robustness")
 
 
 def _print_tables(result, with_lp_classifier: bool) -> None:

@@ -25,7 +25,6 @@ from enum import Enum
 from typing import Callable
 
 import numpy as np
-from scipy.optimize import brentq
 from scipy.special import erf, expit
 
 from polylens.errors import ParameterError
@@ -205,7 +204,19 @@ def _one(x, a):
 
 
 def _root(f: Fn, lo: float, hi: float) -> float:
-    return float(brentq(lambda t: float(f(np.array(t), 0.0)), lo, hi, xtol=1e-15, rtol=1e-15, maxiter=200))
+    """The root of f in [lo, hi] (f changes sign there), by bisection to the last bit: a few hundred
+    scalar evaluations at import, without importing a root-finding library."""
+    flo = float(f(np.array(lo), 0.0))
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid in (lo, hi):
+            break
+        fm = float(f(np.array(mid), 0.0))
+        if (fm < 0) == (flo < 0):
+            lo, flo = mid, fm
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
 
 
 # Inflection points and minimisers that have no closed form are computed once, to full precision.
