@@ -3,7 +3,8 @@
 For each interaction the page itself measures, with ``performance.now()``, the time from the user's
 action to the DOM showing its result:
 
-* **navigation**: click "next" -> the diagram and prediction show the next test sample;
+* **navigation**: click "next" -> the diagram and prediction show the next test sample (each click
+  once the previous sample's certificate is shown, as a user reading it would);
 * **paint**: paint one pixel -> the prediction shown is the network's on the painted input;
 * **LP check**: set the eps slider to a new radius (input + change events, as a click on the slider
   does) -> the certificate of the current input at that radius is shown (interval bounds, CROWN, PGD
@@ -37,6 +38,11 @@ NAV_JS = """async () => {
   return performance.now() - t0;
 }"""
 
+SETTLED_JS = """() => {
+  const st = document.getElementById('cert-status');
+  return st.dataset.input === document.body.dataset.input && !st.querySelector('[data-status=pending]');
+}"""
+
 PAINT_JS = """async (k) => {
   const app = window.polylensApp;
   const before = document.body.dataset.input;
@@ -62,6 +68,11 @@ LP_JS = """async (eps) => {
   const s = status.querySelector('[data-status]').dataset.status;
   return [performance.now() - t0, s, document.getElementById('cert-detail').textContent];
 }"""
+
+
+def note(msg: str) -> None:
+    sys.stderr.write(f"[{time.strftime('%H:%M:%S')}] {msg}\n")
+    sys.stderr.flush()
 
 
 def stats(xs: list[float]) -> dict:
@@ -95,17 +106,20 @@ def main() -> int:
             b = p.chromium.launch(executable_path="/usr/bin/chromium",
                                   args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
             page = b.new_page(viewport={"width": 1400, "height": 1000})
+            note(f"server at {url}; opening the page")
             page.goto(url + "#s=0&eps=0.01")
             page.wait_for_selector("body[data-ready='1']", timeout=60_000)
             page.wait_for_timeout(1500)
+            note("navigation")
             for _ in range(3):  # warm up
                 page.evaluate(NAV_JS)
             page.wait_for_timeout(500)
             nav = []
             for _ in range(args.n):
+                page.wait_for_function(SETTLED_JS, timeout=60_000)  # the previous sample's checks are done
                 nav.append(page.evaluate(NAV_JS))
-                page.wait_for_timeout(60)
             page.wait_for_timeout(800)
+            note("paint")
             paint = []
             for k in range(args.n):
                 paint.append(page.evaluate(PAINT_JS, (k * 11) % 49))
@@ -113,9 +127,10 @@ def main() -> int:
             page.goto(url + "#s=0&eps=0.01")
             page.wait_for_selector("body[data-ready='1']")
             page.wait_for_timeout(1500)
+            note("LP checks")
             lp, statuses, lp_solves = [], {}, 0
-            for k in range(args.n):
-                eps = round(0.0011 + 0.0009 * k, 4)  # a new radius every time: no cache hit
+            radii = [r / 1000 for r in range(1, 100) if r != 10][:args.n]  # on the slider's 0.001 steps
+            for eps in radii:  # a new radius every time (0.01 was checked at load): no cache hit
                 ms, status, detail = page.evaluate(LP_JS, eps)
                 lp.append(ms)
                 statuses[status] = statuses.get(status, 0) + 1

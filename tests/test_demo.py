@@ -66,6 +66,8 @@ def test_demo_writes_the_report_and_its_files(runs):
     assert set(SECTION_IDS) <= set(timings) and timings["total"] > 0
     assert any("robustness" in s for s in steps) and any("report" in s for s in steps)
     assert all(Path(f).exists() for f in ra.files)
+    # The explorer's static site is written next to the report.
+    assert (a / "explorer" / "index.html").is_file()
 
 
 def test_demo_numbers_are_reproducible(runs):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -15,12 +14,12 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from polylens.analyses.certify import CertifyOptions
+from polylens.analyses.certify import CertifyOptions, certify
 from polylens.bounds import input_box
-from polylens.explorer.api import Explorer, ExplorerConfig, certify_safe
+from polylens.explorer.api import Explorer, ExplorerConfig
 from polylens.explorer.export import choose_samples, export_site_report
 from polylens.explorer.server import create_app, static_dir
-from polylens.nn.model import load_model, save_model
+from polylens.nn.model import Model, card_for_network, load_model, save_model
 
 from conftest import random_network
 
@@ -165,7 +164,7 @@ def test_certify_matches_certify(client, seed, ex):
     net = seed.network
     for i, eps in ((0, 0.01), (0, 0.05), (1, 0.01)):
         c = client.post("/api/certify", json={"sample": i, "eps": eps}).json()
-        ref = certify_safe(net, ex.x_test[i:i + 1], ex.y_test[i:i + 1], eps, options=CertifyOptions(time_limit=1.0))[0]
+        ref = certify(net, ex.x_test[i:i + 1], ex.y_test[i:i + 1], eps, options=CertifyOptions(time_limit=1.0))[0]
         assert c["status"] == ref.status.value and c["label"] == int(ex.y_test[i]) and c["label_source"] == "label"
         got = np.array([math.inf if v is None else v for v in c["margin_lower"]])
         want = np.where(np.isfinite(ref.margin_lower), ref.margin_lower, math.inf)
@@ -204,7 +203,7 @@ def test_robust_codes(client, seed, ex):
     assert len(r["codes"]) == 2000 and set(r["codes"]) <= set("vfu")
     assert sum(r["counts"].values()) == 2000
     idx = np.arange(0, 2000, 250)
-    ref = certify_safe(seed.network, ex.x_test[idx], ex.y_test[idx], 0.01, options=CertifyOptions(time_limit=1.0))
+    ref = certify(seed.network, ex.x_test[idx], ex.y_test[idx], 0.01, options=CertifyOptions(time_limit=1.0))
     assert [r["codes"][i] for i in idx] == [c.status.value[0] for c in ref]
 
 
@@ -278,7 +277,8 @@ def test_rename_saves_the_card_of_a_model_directory(tmp_path, seed):
         with TestClient(create_app(e, start_sweep=False)) as c:
             r = c.post("/api/rename", json={"layer": 2, "neuron": 1, "name": "Loop"}).json()
             assert r["storage"] == "model-dir" and Path(r["saved_to"]) == (d / "card.json").resolve()
-        assert json.loads((d / "card.json").read_text())["neuron_names"] == {"L2.n1": "Loop"}
+        names = json.loads((d / "card.json").read_text())["neuron_names"]
+        assert names == {**seed.card.neuron_names, "L2.n1": "Loop"}
         assert load_model(d).neuron_name(2, 1) == "Loop"
     finally:
         e.close()
@@ -410,12 +410,23 @@ def test_export_writes_the_live_payloads(tmp_path, seed, ex):
     live = ex.forward_payload(ex.x_test[i], i)
     assert sp["forward"]["logits"] == live["logits"] and sp["forward"]["diagram"] == live["diagram"]
     for g, eps in enumerate(core["eps_grid"]):
-        ref = certify_safe(seed.network, ex.x_test[i:i + 1], ex.y_test[i:i + 1], eps)[0]
+        ref = certify(seed.network, ex.x_test[i:i + 1], ex.y_test[i:i + 1], eps)[0]
         assert sp["certify"][g]["status"] == ref.status.value and sp["bounds"][g]["eps"] == eps
         assert core["robust"][g]["codes"][1] == ref.status.value[0]
     assert [t["target"] for t in sp["trace"]] == list(range(10))
     js = (out / f"data/sample-{i}.js").read_text()
     assert js.startswith(f'polylensData("sample-{i}",') and json.loads(js[js.index(",") + 1:js.rindex(")")]) == sp
+
+
+def test_report_writer_puts_the_site_next_to_the_report(tmp_path, seed):
+    """report_writer (for polylens demo's EXTRA_WRITERS) writes out/explorer/index.html and lists its files."""
+    from types import SimpleNamespace
+
+    from polylens.explorer.export import report_writer
+
+    files = report_writer(SimpleNamespace(model=seed, out=tmp_path), n_samples=2,
+                          config=ExplorerConfig(sweep_samples=4, sweep_eps=(0.01,), signature_images=2))
+    assert tmp_path / "explorer" / "index.html" in files and all(f.is_file() for f in files)
 
 
 def test_cli_export_site(tmp_path):
@@ -433,3 +444,55 @@ def test_cli_export_site(tmp_path):
     d = json.loads(buf.getvalue())
     assert d["n_samples"] == 2 and (tmp_path / "s" / "index.html").is_file() and d["eps_grid"] == [0.01]
     assert main(["export-site", "seed", str(tmp_path / "t"), "--eps-grid", "0.5,2"]) == 2
+
+
+def test_cli_serve_prints_the_url_and_serves(tmp_path):
+    """`polylens serve MODEL --port 0` binds 127.0.0.1, prints its URL and answers there; a bad model
+    is one error line and exit status 2."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    code = "from polylens.cli import main; raise SystemExit(main())"
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "seed", "--port", "0", "--sweep-samples", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("polylens explorer at http://127.0.0.1:") and line.rstrip().endswith("/")
+        url = line.split()[-1]
+        with urllib.request.urlopen(url + "api/model", timeout=20) as r:
+            assert json.loads(r.read())["architecture"] == "49-3-3-10"
+        with urllib.request.urlopen(url, timeout=20) as r:
+            assert b"polylens explorer" in r.read()
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    bad = subprocess.run([sys.executable, "-c", code, "serve", str(tmp_path / "missing")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("polylens: error: ") and bad.stderr.count("\n") == 1
+
+
+def test_model_without_data_or_image_grid():
+    """A network with no test split and a flat 10-wide input still serves drawn inputs (forward,
+    bounds, certify, trace); sample requests are 400 and the data-driven analyses say why."""
+    net = random_network((10, 8, 3), "tanh", seed=2)
+    e = Explorer(Model(net, card_for_network(net)), config=ExplorerConfig(sweep_samples=5))
+    try:
+        with TestClient(create_app(e, start_sweep=False)) as c:
+            m = c.get("/api/model").json()
+            assert m["n_samples"] == 0 and m["input_shape"] == [10] and "dataset 'unknown'" in m["data_note"]
+            x = [0.5] * 10
+            f = c.post("/api/forward", json={"x": x}).json()
+            assert f["prediction"] == int(net.predict(np.array([x]))[0])
+            assert c.post("/api/bounds", json={"x": x, "eps": 0.1}).status_code == 200
+            assert c.post("/api/certify", json={"x": x, "eps": 0.0}).json()["status"] == "verified"
+            assert len(c.post("/api/trace", json={"x": x}).json()["equations"]) == 1
+            r = c.post("/api/forward", json={"sample": 0})
+            assert r.status_code == 400 and "send 'x' instead" in r.json()["error"]
+            assert c.get("/api/sweep").json()["status"] == "disabled"
+            n = poll(c, "/api/neuron/1/0")
+            assert n["report"]["status"] == "error" and "needs test images" in n["report"]["error"]
+            assert n["suggestion"] is None
+            s = poll(c, "/api/signatures")
+            assert s["status"] == "error" and "needs test images" in s["error"]
+    finally:
+        e.close()

@@ -44,7 +44,14 @@ DEFAULT_OUT = Path("polylens-out")
 #: Radii of the demo's robustness sweep.
 DEMO_EPS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
 #: Writers run after the report: each gets the ReportRun and returns the paths it wrote.
-EXTRA_WRITERS: list[Callable] = []
+def _explorer_site(run) -> list:
+    """The explorer's static site, in ``<out>/explorer/`` next to the report."""
+    from polylens.explorer.export import report_writer
+
+    return report_writer(run)
+
+
+EXTRA_WRITERS: list[Callable] = [_explorer_site]
 
 
 @dataclass(frozen=True)

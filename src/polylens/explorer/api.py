@@ -49,7 +49,7 @@ from polylens.nn.network import Network
 from polylens.validation import check_float, check_int
 
 __all__ = [
-    "Explorer", "ExplorerConfig", "NameStore", "SweepRunner", "batch_bounds_payloads", "certify_safe",
+    "Explorer", "ExplorerConfig", "NameStore", "SweepRunner", "batch_bounds_payloads", "sweep_rows",
     "check_keys", "diagram_payload", "flow_diagram", "jsonify", "parse_eps", "parse_input",
 ]
 
@@ -227,24 +227,6 @@ def parse_name(value: Any, where: str = "rename") -> str:
         raise ParameterError(f"The 'name' parameter of {where} must be a string of at most {MAX_NAME_LENGTH} "
                              f"printable characters. Got {value[:80]!r} instead.")
     return name
-
-
-# ---------------------------------------------------------------------------------------------
-# Certification (with a guard for a batch that needs no LP; see certify_safe)
-
-
-def certify_safe(network: Network, x: Array, y: Array, eps: float, *, options=None, indices=None):
-    """:func:`~polylens.analyses.certify.certify`, robust to a batch in which no image reaches the
-    LP stage: certify's LP stage then builds polytopes for zero images, which fails in the current
-    ``build_polytopes`` (division by zero). The result without the LP stage is identical in that
-    case (no image would have been sent to an LP), so the call is repeated with ``use_lp=False``."""
-    from polylens.analyses.certify import CertifyOptions, certify
-
-    options = options or CertifyOptions()
-    try:
-        return certify(network, x, y, eps, options=options, indices=indices)
-    except ZeroDivisionError:
-        return certify(network, x, y, eps, options=dataclasses.replace(options, use_lp=False), indices=indices)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,17 +435,22 @@ def _slug(source: str) -> str:
 # The background sweep
 
 
-def _sweep_chunk(network: Network, x: Array, y: Array, idx: Array, eps: float, time_limit: float) -> list[dict]:
-    """One background job: certificates of x[idx] at eps, as dicts (runs in a worker process)."""
+def sweep_rows(network: Network, x: Array, y: Array, eps: Sequence[float], time_limit: float, offset: int = 0) -> list[dict]:
+    """The rows of :func:`~polylens.analyses.sweep.run_sweep` (every image at every radius, in this
+    process, without the LP classifier) for images ``offset .. offset + len(x) - 1`` of a larger set.
+    Runs in the sweep's worker process."""
     from polylens.analyses.certify import CertifyOptions
+    from polylens.analyses.sweep import run_sweep
 
-    certs = certify_safe(network, x, y, eps, indices=idx, options=CertifyOptions(time_limit=time_limit))
-    return [{**c.to_dict(), "lp_class": None} for c in certs]
+    res = run_sweep(network, x, y, eps, options=CertifyOptions(time_limit=time_limit), workers=1, chunk=max(len(x), 1),
+                    with_lp_classifier=False)
+    return [{**r, "index": int(r["index"]) + offset} for r in res.rows]
 
 
 class SweepRunner:
-    """A modest robustness sweep computed in the background (one spawned worker process, so the
-    server's threads keep the interpreter to themselves), summarised per digit with
+    """A modest robustness sweep computed in the background: :func:`~polylens.analyses.sweep.run_sweep`
+    on chunks of images (so progress can be shown) in one spawned worker process (so the server's
+    threads keep the interpreter to themselves), summarised per digit with
     :func:`~polylens.analyses.sweep.summarize` when every chunk is in."""
 
     def __init__(self, network: Network, x: Array, y: Array, eps: Sequence[float], *, chunk: int = 50,
@@ -492,11 +479,10 @@ class SweepRunner:
             self._started = time.monotonic()
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
             n = len(self.x)
-            for e in self.eps:
-                for s in range(0, n, self.chunk):
-                    ids = np.arange(s, min(n, s + self.chunk))
-                    self._futures.append(self._pool.submit(_sweep_chunk, self.network, self.x[ids], self.y[ids],
-                                                           ids, e, self.time_limit))
+            for s0 in range(0, n, self.chunk):  # a job: a chunk of images at every radius
+                ids = slice(s0, min(n, s0 + self.chunk))
+                self._futures.append(self._pool.submit(sweep_rows, self.network, self.x[ids], self.y[ids], self.eps,
+                                                       self.time_limit, s0))
 
     def stop(self) -> None:
         with self._lock:
@@ -649,6 +635,8 @@ class Explorer:
     # -- payloads ------------------------------------------------------------------------------
 
     def model_payload(self) -> dict:
+        """What the page needs to lay itself out: architecture, input shape, classes, every hidden
+        neuron's key and current name, where names are kept, and the explorer's settings."""
         net, model = self.network, self.model
         layers = []
         for l, w in enumerate(net.hidden_widths, start=1):
@@ -697,6 +685,8 @@ class Explorer:
         return out
 
     def bounds_payload(self, x: Array, eps: float) -> dict:
+        """Interval bounds and envelope cuts of every hidden neuron over the eps-box of x (tooltips);
+        see :func:`batch_bounds_payloads`. Cached per (x, eps)."""
         key = (x.tobytes(), eps, self.config.cuts)
         hit = self._cache["bounds"].get(key)
         if hit is not None:
@@ -706,15 +696,15 @@ class Explorer:
     def certify_payload(self, x: Array, eps: float, label: int | None = None, sample: int | None = None) -> dict:
         """The certificate of one input at eps (LP solves limited to ``config.time_limit`` seconds each).
 
-        The label is the sample's true label when ``sample`` is given, else ``label`` when given, else
+        The label is ``label`` when given, else the sample's true label when ``sample`` is given, else
         the network's prediction (robustness of the prediction of a drawn input).
         """
-        from polylens.analyses.certify import CertifyOptions
+        from polylens.analyses.certify import CertifyOptions, certify
 
-        if sample is not None:
-            label, source = int(self.y_test[sample]), "label"
-        elif label is not None:
+        if label is not None:
             source = "given"
+        elif sample is not None:
+            label, source = int(self.y_test[sample]), "label"
         else:
             label, source = int(self.network.predict(x[None, :])[0]), "prediction"
         key = (x.tobytes(), eps, label)
@@ -722,7 +712,7 @@ class Explorer:
         if hit is not None:
             return {**hit, "cached": True}
         t0 = time.perf_counter()
-        cert = certify_safe(self.network, x[None, :], np.array([label]), eps,
+        cert = certify(self.network, x[None, :], np.array([label]), eps,
                             options=CertifyOptions(time_limit=self.config.time_limit))[0]
         d = self.certificate_dict(cert, x, source, time.perf_counter() - t0, sample)
         return self._cache["certify"].put(key, d)
@@ -746,10 +736,10 @@ class Explorer:
         hit = self._robust.get(eps)
         if hit is not None:
             return hit
-        from polylens.analyses.certify import CertifyOptions
+        from polylens.analyses.certify import CertifyOptions, certify
 
         t0 = time.perf_counter()
-        certs = certify_safe(self.network, self.x_test, self.y_test, eps,
+        certs = certify(self.network, self.x_test, self.y_test, eps,
                              options=CertifyOptions(time_limit=self.config.time_limit)) if self.n_samples else []
         codes = "".join(c.status.value[0] for c in certs)
         out = {"eps": eps, "codes": codes, "counts": {s: codes.count(s[0]) for s in ("verified", "falsified", "unknown")},

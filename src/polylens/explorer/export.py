@@ -39,11 +39,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from polylens.errors import ParameterError
-from polylens.explorer.api import Explorer, ExplorerConfig, batch_bounds_payloads, certify_safe, jsonify
+from polylens.explorer.api import Explorer, ExplorerConfig, batch_bounds_payloads, jsonify
 from polylens.nn.model import Model
 from polylens.validation import check_float, check_int
 
-__all__ = ["DEFAULT_EPS_GRID", "ExportResult", "export_site", "choose_samples"]
+__all__ = ["DEFAULT_EPS_GRID", "ExportResult", "choose_samples", "export_site", "export_site_report", "report_writer"]
 
 #: The radii a static export precomputes (the slider moves over these).
 DEFAULT_EPS_GRID = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1)
@@ -63,8 +63,20 @@ def choose_samples(labels: np.ndarray, n: int, n_classes: int) -> np.ndarray:
     return np.sort(chosen.astype(np.int64))
 
 
+#: Keys of wall-clock times, left out of an export so that two exports of a model are identical.
+_TIMING_KEYS = frozenset({"seconds", "elapsed_s"})
+
+
+def _strip_timings(obj):
+    if isinstance(obj, dict):
+        return {k: _strip_timings(v) for k, v in obj.items() if k not in _TIMING_KEYS}
+    if isinstance(obj, list):
+        return [_strip_timings(v) for v in obj]
+    return obj
+
+
 def _write_payload(data_dir: Path, name: str, payload: dict) -> int:
-    text = json.dumps(payload, separators=(",", ":"), allow_nan=False)
+    text = json.dumps(_strip_timings(payload), separators=(",", ":"), allow_nan=False)
     (data_dir / f"{name}.json").write_text(text, encoding="utf-8")
     # </script> cannot occur in JSON produced from our payloads except inside strings; escape "</" anyway.
     safe = text.replace("</", "<\\/")
@@ -96,7 +108,7 @@ def export_site_report(model: Model, out_dir: str | Path, *, n_samples: int = 60
                        eps_grid: Sequence[float] = DEFAULT_EPS_GRID, config: ExplorerConfig | None = None,
                        progress: Callable[[str], None] | None = None) -> ExportResult:
     """:func:`export_site`, returning an :class:`ExportResult` with what was written."""
-    from polylens.analyses.certify import CertifyOptions
+    from polylens.analyses.certify import CertifyOptions, certify
     from polylens.analyses.sweep import summarize
     from polylens.explorer.server import plotly_js_path, static_dir
 
@@ -134,8 +146,8 @@ def export_site_report(model: Model, out_dir: str | Path, *, n_samples: int = 60
             say(f"certification and bounds at eps={eps:g}")
             if len(idx):
                 tc = time.perf_counter()
-                cs = certify_safe(net, X, Y, eps, indices=idx, options=CertifyOptions(time_limit=cfg.time_limit))
-                el = (time.perf_counter() - tc) / len(idx)
+                cs = certify(net, X, Y, eps, indices=idx, options=CertifyOptions(time_limit=cfg.time_limit))
+                el = (time.perf_counter() - tc) / len(idx)  # (timings are left out of the files)
                 bs = batch_bounds_payloads(net, X, eps, cuts=cfg.cuts, neurons=shown)
             else:
                 cs, bs, el = [], [], 0.0
@@ -143,9 +155,7 @@ def export_site_report(model: Model, out_dir: str | Path, *, n_samples: int = 60
             robust.append({"eps": eps, "codes": codes,
                            "counts": {s: codes.count(s[0]) for s in ("verified", "falsified", "unknown")}})
             for k, (c, b) in enumerate(zip(cs, bs)):
-                d = ex.certificate_dict(c, X[k], "label", el, int(idx[k]))
-                d["elapsed_s"] = None  # batched at export: no per-input time
-                certs[k][g] = d
+                certs[k][g] = ex.certificate_dict(c, X[k], "label", el, int(idx[k]))
                 bounds[k][g] = b
 
         # -- per sample: traces into every class --------------------------------------------------
@@ -190,7 +200,7 @@ def export_site_report(model: Model, out_dir: str | Path, *, n_samples: int = 60
         (out / "vendor").mkdir(exist_ok=True)
         shutil.copyfile(plotly_js_path(), out / "vendor" / "plotly.min.js")
         conf = {"mode": "static", "eps_grid": list(grid), "model_id": f"{model.source}:{net.architecture}",
-                "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "modules": modules}
+                "modules": modules}
         (out / "config.js").write_text(f"window.POLYLENS_CONFIG = {json.dumps(conf)};\n", encoding="utf-8")
         files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
         return ExportResult(index=str(out / "index.html"), out=str(out), n_samples=int(len(idx)), eps_grid=list(grid),
@@ -202,17 +212,20 @@ def export_site_report(model: Model, out_dir: str | Path, *, n_samples: int = 60
 
 def _sweep(ex: Explorer, cfg: ExplorerConfig, summarize) -> dict:
     """The robustness sweep of the live server's background job, computed in place."""
-    from polylens.analyses.certify import CertifyOptions
+    from polylens.explorer.api import sweep_rows
 
     n = min(cfg.sweep_samples, ex.n_samples)
     if n == 0 or not cfg.sweep_eps:
-        return {"status": "error", "error": "no sweep: no test samples", "n": 0, "eps": list(cfg.sweep_eps)}
-    t0 = time.perf_counter()
-    x, y = ex.x_test[:n], ex.y_test[:n]
-    rows = []
-    for e in cfg.sweep_eps:
-        certs = certify_safe(ex.network, x, y, e, indices=np.arange(n), options=CertifyOptions(time_limit=cfg.time_limit))
-        rows += [{**c.to_dict(), "lp_class": None} for c in certs]
+        return {"status": "disabled", "error": "No robustness sweep: no test samples or no radii.", "n": 0,
+                "eps": list(cfg.sweep_eps)}
+    rows = sweep_rows(ex.network, ex.x_test[:n], ex.y_test[:n], cfg.sweep_eps, cfg.time_limit)
     summary = summarize(rows, cfg.sweep_eps, ex.network.n_classes)
-    return {"status": "ready", "n": n, "eps": list(cfg.sweep_eps), "done": len(cfg.sweep_eps), "total": len(cfg.sweep_eps),
-            "summary": jsonify(summary), "elapsed_s": round(time.perf_counter() - t0, 2)}
+    return {"status": "ready", "n": n, "eps": list(cfg.sweep_eps), "done": 1, "total": 1, "summary": jsonify(summary)}
+
+
+def report_writer(run, *, n_samples: int = 60, config: ExplorerConfig | None = None) -> list[Path]:
+    """A writer for :func:`polylens.report.build.run_report` (and ``polylens demo``'s ``EXTRA_WRITERS``):
+    the static explorer of ``run.model`` in ``run.out / "explorer"``. Returns the files written."""
+    out = Path(run.out) / "explorer"
+    export_site(run.model, out, n_samples=n_samples, config=config)
+    return sorted(p for p in out.rglob("*") if p.is_file())

@@ -22,9 +22,11 @@ Routes (all JSON answers; every error is ``{"error": "..."}`` with a 4xx status,
 =======================  ======  =============================================================
 
 The server only reads the model it was started with; no request names a path. CPU-heavy work runs
-in the thread pool (``run_in_threadpool``) so the event loop stays responsive; LP work runs one
-request at a time, skips requests whose client has gone (a dragged slider aborts stale ones), and
-answers ``{"status": "timeout"}`` after ``config.request_timeout`` seconds.
+in the thread pool (``run_in_threadpool``) so the event loop stays responsive; LP work (certify,
+robust) runs one request at a time, skips requests whose client has gone (a dragged slider aborts
+stale ones), and answers ``{"status": "timeout"}`` after ``config.request_timeout`` seconds. The long
+analyses (neuron report, signatures, prototypes) run once as background jobs: their endpoints answer
+``{"status": "running"}`` at once until the result is ready.
 """
 
 from __future__ import annotations
@@ -200,7 +202,7 @@ def create_app(model: Model | Explorer, *, config: ExplorerConfig = ExplorerConf
 
     async def api_neuron(request: Request):
         layer, j = ex.parse_neuron(request.path_params["layer"], request.path_params["neuron"], "neuron")
-        return await heavy(request, lambda: ex.neuron_payload(layer, j), "The neuron analysis")
+        return await run_in_threadpool(ex.neuron_payload, layer, j)  # the analysis itself is a background job
 
     async def api_rename(request: Request):
         body = await _body(request)
@@ -217,10 +219,10 @@ def create_app(model: Model | Explorer, *, config: ExplorerConfig = ExplorerConf
 
     async def api_signatures(request: Request):
         eps = _query_eps(request, cfg.signature_eps)
-        return await heavy(request, lambda: ex.signatures_payload(eps), "The signature analysis")
+        return await run_in_threadpool(ex.signatures_payload, eps)
 
     async def api_prototypes(request: Request):
-        return await heavy(request, ex.prototypes_payload, "The prototype analysis")
+        return await run_in_threadpool(ex.prototypes_payload)
 
     async def api_trace(request: Request):
         body = await _body(request)

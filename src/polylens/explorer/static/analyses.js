@@ -31,7 +31,7 @@ export function renderSignatures(root, model, payload, onRetry) {
         }));
     });
     return h("figure", {class: "sig-card", "data-digit": d},
-      imageSvg(payload.pixel_map[i], shape, {size: 84, mode: "diverging", invert: true, vmax: 1,
+      imageSvg(payload.pixel_map[i], shape, {size: 84, mode: "diverging", vmax: 1,
         title: (k) => `pixel ${k}: at upper ${fmt(r.pixel_upper_freq[i][k], 2)}, at lower ${fmt(r.pixel_lower_freq[i][k], 2)}`,
         label: `signature of digit ${names[d]}`}),
       h("figcaption", {}, h("b", {}, `digit ${names[d]}`), h("span", {class: "small muted"}, ` ${r.n_images[i]} img`)),
@@ -68,7 +68,7 @@ export function renderPrototypes(root, model, payload, onSample) {
                    onclick: () => onSample(r.start_index[i])}, imageSvg(r.start[i], shape, {size: 56, label: "start"})),
       h("span", {class: "arrow"}, "→"),
       imageSvg(r.prototype[i], shape, {size: 56, label: `prototype of ${names[d]}`}),
-      imageSvg(r.delta[i], shape, {size: 56, mode: "diverging", invert: true, label: "change", vmax: Math.max(r.eps, 1e-9)})),
+      imageSvg(r.delta[i], shape, {size: 56, mode: "diverging", label: "change", vmax: Math.max(r.eps, 1e-9)})),
     h("figcaption", {},
       h("b", {}, `digit ${names[d]}`),
       h("div", {class: "small"}, `margin ${signed(r.start_margin[i], 2)} → ${signed(r.prototype_margin[i], 2)}`),

@@ -1,7 +1,7 @@
 // The explorer page: wires the views to a data source (live server or static export) and keeps the
 // state (input, eps, open neuron, trace class, filters) in the URL hash so any view can be linked.
 
-import { h, s, fill, fmt, debounce, channel, isAbort } from "polylens/util.js";
+import { h, fill, fmt, debounce, channel, isAbort } from "polylens/util.js";
 import { liveSource, staticSource } from "polylens/datasource.js";
 import { Diagram } from "polylens/diagram.js";
 import { InputView } from "polylens/inputview.js";
@@ -41,7 +41,7 @@ class App {
     this.fwd = null;
     this.ch = {fwd: channel(), bounds: channel(), cert: channel(), trace: channel(), robust: channel(), neuron: channel()};
     this.slow = debounce(() => this.refreshSlow(), 120);
-    this.epsChanged = debounce(() => { this.refreshBounds(); this.refreshCertify(); this.refreshRobust(); }, 90);
+    this.epsChanged = debounce(() => this.refreshEps(), 90);
   }
 
   async start() {
@@ -170,9 +170,7 @@ class App {
     this.writeHash();
     if (final) {  // released: check this radius now; while dragging, wait for a pause
       this.epsChanged.cancel();
-      this.refreshBounds();
-      this.refreshCertify();
-      this.refreshRobust();
+      this.refreshEps();
     } else {
       this.epsChanged();
     }
@@ -211,10 +209,18 @@ class App {
     return `${parts.length ? parts.join("; ") + "; " : ""}edges drawn per layer: ${e}`;
   }
 
-  refreshSlow() {
-    this.refreshBounds();
-    this.refreshCertify();
+  // The certificate first: the tooltip bounds would compete with it for the server's CPU.
+  async refreshSlow() {
     this.refreshTrace();
+    await this.refreshCertify();
+    this.refreshBounds();
+  }
+
+  async refreshEps() {
+    const cert = this.refreshCertify();
+    this.refreshRobust();
+    await cert;
+    this.refreshBounds();
   }
 
   async refreshBounds() {

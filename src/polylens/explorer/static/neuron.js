@@ -102,7 +102,7 @@ export class NeuronPanel {
       h("div", {class: "report-row"},
         h("figure", {class: "extremum"}, imageSvg(r.map.flat(), shape, {size: 96, mode: "diverging", label: "weight map"}),
           h("figcaption", {}, h("b", {}, "map"), h("div", {class: "small"}, mapKind),
-            h("div", {class: "small muted"}, "red +, blue −"))),
+            h("div", {class: "small muted"}, "blue +, red −"))),
         ext(mx, "LP maximiser"), ext(mn, "LP minimiser")),
       h("h3", {}, "most activating test images"), thumbs(r.top_indices, r.top_values, r.top_inputs, r.top_labels, "top"),
       h("h3", {}, "least activating test images"), thumbs(r.bottom_indices, r.bottom_values, r.bottom_inputs, r.bottom_labels, "bottom"),

@@ -82,7 +82,7 @@ export class RobustView {
       h("span", {}, `class ${names[y]} (${src})`),
       cert.decided_by ? h("span", {}, ` · decided by ${cert.decided_by}`) : null,
       h("span", {}, ` · ${cert.lp_solves} LP solve${cert.lp_solves === 1 ? "" : "s"}`),
-      cert.elapsed_s !== undefined && cert.elapsed_s !== null ? h("span", {}, ` · ${fmt(cert.elapsed_s * 1000, 0)} ms${cert.cached ? " (cached)" : ""}`) : null,
+      cert.elapsed_s !== undefined && cert.elapsed_s !== null ? h("span", {}, cert.cached ? ` · cached (took ${fmt(cert.elapsed_s * 1000, 0)} ms)` : ` · ${fmt(cert.elapsed_s * 1000, 0)} ms`) : null,
       cert.precomputed ? h("span", {}, " · precomputed at export") : null);
     const items = [];
     cert.margin_lower.forEach((m, k) => {
@@ -102,7 +102,7 @@ export class RobustView {
         h("div", {class: "cex-row"},
           imageSvg(cert.counterexample, shape, {size: 84, label: "counterexample"}),
           cert.counterexample_delta && cert.decided_by !== "clean"
-            ? h("div", {class: "small muted"}, "change (blue more ink, red less)", imageSvg(cert.counterexample_delta, shape, {size: 84, mode: "diverging", invert: true, vmax: Math.max(cert.eps, 1e-9), label: "change"}))
+            ? h("div", {class: "small muted"}, "change (blue more ink, red less)", imageSvg(cert.counterexample_delta, shape, {size: 84, mode: "diverging", vmax: Math.max(cert.eps, 1e-9), label: "change"}))
             : null));
     } else {
       fill(this.cex);

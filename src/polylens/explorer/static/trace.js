@@ -19,7 +19,7 @@ export class TraceView {
     this.diagram = new Diagram(this.svg, tooltip, {kind: "trace", onNeuron: opts.onNeuron});
     fill(root, h("h2", {}, "Trace"),
       h("div", {class: "small muted"}, "Exact decomposition of one logit at this input: each activation is written z = g·a + o at the " +
-        "current point, so the logit is a sum of flows along paths. Edge width: |flow| into the chosen logit; red raises it, blue lowers it."),
+        "current point, so the logit is a sum of flows along paths. Edge width: |flow| into the chosen logit; blue raises it, red lowers it."),
       this.classBar, this.equations, this.pixels, h("div", {class: "trace-svg-wrap"}, this.svg), this.formula);
   }
 

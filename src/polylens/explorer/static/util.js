@@ -58,12 +58,13 @@ export function signed(v, digits = 3) {
   return (v >= 0 ? "+" : "") + fmt(v, digits);
 }
 
-/** Red for positive, blue for negative (diverging), intensity by |v| / vmax in [0, 1]. */
+/** Blue for positive, red for negative (diverging), intensity by |v| / vmax in [0, 1]; the report's colour
+ * language: blue is ink / pushes up, red is blank / pushes down. */
 export function diverging(v, vmax) {
   const t = vmax > 0 ? Math.max(-1, Math.min(1, v / vmax)) : 0;
   const a = Math.abs(t);
-  // white -> red (214, 39, 40) or white -> blue (31, 119, 180)
-  const [r, g, b] = t >= 0 ? [214, 39, 40] : [31, 119, 180];
+  // white -> blue (31, 119, 180) or white -> red (214, 39, 40)
+  const [r, g, b] = t >= 0 ? [31, 119, 180] : [214, 39, 40];
   const mix = (c) => Math.round(255 + (c - 255) * a);
   return `rgb(${mix(r)},${mix(g)},${mix(b)})`;
 }
@@ -82,11 +83,12 @@ export function maxAbs(values) {
 
 /**
  * An image as an SVG of rects (one per pixel). values: flat row-major list; shape [H, W] (a 1-D
- * shape draws one row). opts.mode "ink" (grey) or "diverging" (red/blue around 0, vmax), opts.size
+ * shape draws one row). opts.mode "ink" (grey) or "diverging" (blue +, red - around 0, vmax), opts.size
  * (px of the longer side), opts.title per pixel (i => string), opts.cls class of the svg.
  */
 export function imageSvg(values, shape, opts = {}) {
   const [H, W] = shape.length === 2 ? shape : [1, shape[0]];
+  if (H * W > 400 && !opts.title) return imageCanvas(values, H, W, opts);
   const size = opts.size ?? 84;
   const cell = size / Math.max(H, W);
   const vmax = opts.vmax ?? maxAbs(values);
@@ -96,7 +98,7 @@ export function imageSvg(values, shape, opts = {}) {
     for (let j = 0; j < W; j++) {
       const k = i * W + j;
       const v = values[k];
-      const fillc = opts.mode === "diverging" ? diverging((opts.invert ? -1 : 1) * (v ?? 0), vmax) : ink(v);
+      const fillc = opts.mode === "diverging" ? diverging((v ?? 0), vmax) : ink(v);
       const r = s("rect", {x: j * cell, y: i * cell, width: cell + 0.02, height: cell + 0.02, fill: fillc});
       if (opts.title) r.appendChild(s("title", {}, opts.title(k, v)));
       root.appendChild(r);
@@ -170,4 +172,28 @@ export function plot(div, traces, layout) {
       }
     }).observe(div);
   }
+}
+
+/** A large image (e.g. a 28x28 original) as a canvas: one pixel per value, scaled up without smoothing. */
+function imageCanvas(values, H, W, opts) {
+  const size = opts.size ?? 84;
+  const c = document.createElement("canvas");
+  c.width = W;
+  c.height = H;
+  c.className = `img img-canvas ${opts.cls ?? ""}`;
+  c.style.width = `${(size * W) / Math.max(H, W)}px`;
+  c.style.height = `${(size * H) / Math.max(H, W)}px`;
+  c.setAttribute("role", "img");
+  c.setAttribute("aria-label", opts.label ?? "image");
+  const ctx = c.getContext("2d");
+  const img = ctx.createImageData(W, H);
+  const vmax = opts.vmax ?? maxAbs(values);
+  for (let k = 0; k < H * W; k++) {
+    const v = values[k] ?? 0;
+    const col = opts.mode === "diverging" ? diverging(v, vmax) : ink(v);
+    const [r, g, b] = col.slice(4, -1).split(",").map(Number);
+    img.data.set([r, g, b, 255], 4 * k);
+  }
+  ctx.putImageData(img, 0, 0);
+  return c;
 }
