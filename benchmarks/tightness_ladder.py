@@ -28,7 +28,7 @@ from polylens.bounds import BoundMethod, compute_bounds, input_box, margin_lower
 from polylens.data import load_split
 from polylens.lp import LPSolver, Role, Sense
 from polylens.lp.exact import build_milp
-from polylens.lp.polytope import build_polytope, build_polytopes
+from polylens.lp.polytope import build_polytopes
 from polylens.lp.tighten import lp_tightened_polytope
 from polylens.nn.model import load_model, model_split
 from polylens.nn.train import train_mlp

@@ -189,3 +189,27 @@ def test_number_list_parsing():
     for bad in ("1.5", "-1", "x"):
         with pytest.raises(ParameterError, match="'index'"):
             parse_int_list(bad, "index", lo=0)
+
+
+@pytest.mark.parametrize("act", ["gelu", "relu"])
+def test_predict_on_an_onnx_file_made_elsewhere_agrees_with_onnxruntime(tmp_path, act):
+    """`polylens predict model.onnx --inputs X.npy --json` on a torch model exported with torch.onnx.export
+    gives the logits onnxruntime computes from the same file, to 1e-5; `info` on it reports its width."""
+    import onnxruntime as ort
+    import torch
+
+    torch.manual_seed(1)
+    A = torch.nn.GELU if act == "gelu" else torch.nn.ReLU
+    mod = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(49, 12), A(), torch.nn.Linear(12, 8), A(),
+                              torch.nn.Linear(8, 10)).eval()
+    path = tmp_path / f"net_{act}.onnx"
+    torch.onnx.export(mod, torch.zeros(1, 1, 7, 7), str(path), input_names=["image"], output_names=["logits"],
+                      dynamic_axes={"image": {0: "n"}}, dynamo=False)
+    x = np.random.default_rng(0).random((6, 49))
+    np.save(tmp_path / "x.npy", x)
+    got = run_json("predict", path, "--inputs", tmp_path / "x.npy")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"image": x.reshape(6, 1, 7, 7).astype(np.float32)})[0]
+    np.testing.assert_allclose(np.array(got["logits"]), want, atol=1e-5, rtol=0)
+    assert got["predictions"] == want.argmax(axis=1).tolist()
+    assert run_json("info", path)["architecture"] == "49-12-8-10"

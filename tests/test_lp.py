@@ -15,7 +15,6 @@ from polylens.lp import LPSolver, Role, Sense, build_polytope, tight_cols, tight
 from polylens.lp.exact import build_milp
 from polylens.lp.tighten import lp_tightened_bounds
 from polylens.nn import Network
-from polylens.relax.envelopes import EnvelopeMode
 
 from conftest import random_network
 
@@ -175,7 +174,6 @@ def test_extend_adds_named_auxiliary_variables_for_an_l1_objective():
     import scipy.sparse as sp
 
     net = Network.from_arrays([np.eye(3), np.array([[1.0, 2.0, 0.5]])], [np.zeros(3), np.zeros(1)], "identity")
-    x0 = np.full(3, 0.5)
     xl, xu = np.zeros(3), np.ones(3)
     poly = build_polytope(net, xl, xu, _pre_bounds(net, xl, xu))
     n = poly.n_cols

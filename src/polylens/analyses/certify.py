@@ -23,9 +23,9 @@ from enum import Enum
 import numpy as np
 
 from polylens.analyses.attack import is_counterexample, pgd_attack
-from polylens.bounds import Bounds, BoundMethod, compute_bounds, input_box, margin_lower_bound, spec_lower_bound
+from polylens.bounds import BoundMethod, compute_bounds, input_box, margin_lower_bound, spec_lower_bound
 from polylens.errors import ParameterError, SolverError
-from polylens.lp import LPSolver, Sense, build_polytope
+from polylens.lp import LPSolver, Sense
 from polylens.lp.polytope import Polytope, build_polytopes
 from polylens.nn.network import Network
 from polylens.relax.envelopes import EnvelopeMode

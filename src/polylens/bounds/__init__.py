@@ -30,7 +30,7 @@ from polylens.nn.network import Network
 from polylens.validation import check_enum
 
 __all__ = ["BoundMethod", "Bounds", "alpha_crown", "compute_bounds", "crown", "ibp", "input_box",
-           "margin_lower_bound", "margin_spec"]
+           "margin_lower_bound", "margin_spec", "spec_lower_bound"]
 
 
 def compute_bounds(network: Network, xl: np.ndarray, xu: np.ndarray,

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from polylens.errors import DataError, ParameterError
+from polylens.jsonio import jsonable  # noqa: F401 (re-exported for the commands)
 
 __all__ = [
     "JSON_HELP", "MODEL_HELP", "accuracy_table", "err_console", "jsonable", "load_inputs", "load_model_arg",
@@ -38,31 +39,6 @@ def err_console():
     from rich.console import Console
 
     return Console(file=sys.stderr, highlight=False)
-
-
-def jsonable(obj: Any) -> Any:
-    """``obj`` with numpy scalars/arrays, tuples and paths turned into JSON types; NaN and
-    infinities become None (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    if obj is None or isinstance(obj, str):
-        return obj
-    if hasattr(obj, "to_dict"):
-        return jsonable(obj.to_dict())
-    raise TypeError(f"cannot turn {type(obj).__name__} into JSON")
 
 
 def print_json(obj: Any) -> None:

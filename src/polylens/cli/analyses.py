@@ -302,7 +302,7 @@ def trace(
             rows.append((f"L{l}.n{j}", name, float(t.pre[l - 1][j]), float(t.gate[l - 1][j]), float(t.post[l - 1][j]),
                          float(t.downstream[l][k, j]), float(t.node_flow(l)[k, j])))
     con.print(_rich_table(f"Flow into logit[{k}] (flow = path weight x z; each layer's flows plus later constants "
-                          "sum to the logit)", ("neuron", "name", "a", "gate", "z", f"path weight", "flow"), rows, 4))
+                          "sum to the logit)", ("neuron", "name", "a", "gate", "z", "path weight", "flow"), rows, 4))
     for l in range(1, t.n_hidden_layers + 1):
         con.print(f"layer {l}: flows sum {t.node_flow(l)[k].sum():+.4f} + later constants "
                   f"{t.later_constants(l)[k]:+.4f} = {t.logits[k]:+.4f}")

@@ -29,7 +29,6 @@ raises :class:`~polylens.errors.ParameterError`, which the server turns into a 4
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import threading
@@ -44,6 +43,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from polylens.errors import ModelError, ParameterError, PolylensError
+from polylens.jsonio import jsonable
 from polylens.nn.model import Model, ModelCard, neuron_keys, save_card
 from polylens.nn.network import Network
 from polylens.validation import check_float, check_int
@@ -143,35 +143,8 @@ def _exact(a) -> Any:
     return np.array(out, dtype=object).reshape(arr.shape).tolist() if arr.ndim > 1 else out
 
 
-def jsonify(obj: Any) -> Any:
-    """``obj`` with numpy values, tuples, enums and result objects (anything with ``to_dict``) turned
-    into JSON types; NaN and infinities become None (JSON has no NaN)."""
-    from enum import Enum
-
-    if isinstance(obj, dict):
-        return {str(k): jsonify(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonify(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonify(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, Enum):
-        return jsonify(obj.value)
-    if isinstance(obj, Path):
-        return str(obj)
-    if obj is None or isinstance(obj, str):
-        return obj
-    if hasattr(obj, "to_dict"):
-        return jsonify(obj.to_dict())
-    if dataclasses.is_dataclass(obj):
-        return jsonify({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
-    raise TypeError(f"cannot turn {type(obj).__name__} into JSON")
+#: The explorer's JSON conversion is the project's one (kept under its old name for the server).
+jsonify = jsonable
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def build_milp(network, xl, xu, pre_bounds) -> Polytope:
         raise ParameterError("Exact MILP verification needs a network whose hidden activations are all relu.")
     poly = build_polytope(network, xl, xu, pre_bounds, mode=EnvelopeMode.HULL, cuts=2)
     n = poly.n_cols
-    extra_rows, extra_cols = [], 0
+    extra_cols = 0
     trip_r, trip_c, trip_v, lo, hi = [], [], [], [], []
     r = 0
     for l, (L, U) in enumerate(pre_bounds, start=1):

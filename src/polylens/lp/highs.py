@@ -21,8 +21,6 @@ For a maximisation the same argument gives a safe upper bound.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from polylens.errors import ModelError, ParameterError
-from polylens.nn.activations import ActKind, Activation
+from polylens.nn.activations import Activation
 
 Array = np.ndarray
 

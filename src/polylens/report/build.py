@@ -495,7 +495,7 @@ def run_report(model: Any, out: str | Path, options: ReportOptions = ReportOptio
     A stage that fails with a :class:`~polylens.errors.PolylensError` does not stop the others: its
     section says why and ``ReportRun.errors`` holds the message.
     """
-    from polylens.cli._common import jsonable
+    from polylens.jsonio import jsonable
 
     t_start = time.perf_counter()
     say = progress or (lambda _m: None)

@@ -208,7 +208,7 @@ def render_html(sections: Sequence[Section], title: str = "polylens report", sub
 
 
 def _json_text(obj: Any) -> str:
-    from polylens.cli._common import jsonable
+    from polylens.jsonio import jsonable
 
     return json.dumps(jsonable(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
