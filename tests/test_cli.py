@@ -107,6 +107,24 @@ def _malformed_dir(tmp_path: Path) -> Path:
     return d
 
 
+def _unsupported_onnx(tmp_path: Path) -> Path:
+    """An ONNX MLP with a MaxPool in its middle: an operator polylens cannot represent."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    W = helper.make_tensor("W", TensorProto.FLOAT, [49, 10], [0.01] * 490)
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["img"]),
+             helper.make_node("MaxPool", ["img"], ["pooled"], kernel_shape=[1, 1]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "W"], ["y"])]
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [-1, 1, 7, 7])
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 49])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 10])], [W, shape])
+    path = tmp_path / "pool.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
 def _wide_inputs(tmp_path: Path) -> Path:
     np.save(tmp_path / "wide.npy", np.zeros((3, 50)))
     return tmp_path / "wide.npy"
@@ -125,6 +143,7 @@ ERROR_CASES = {
     "index out of range": (lambda t: ["predict", "seed", "--index", "2000"], "[0, 1999]"),
     "neither index nor inputs": (lambda t: ["predict", "seed"], "exactly one"),
     "missing inputs file": (lambda t: ["predict", "seed", "--inputs", t / "none.npy"], "none.npy"),
+    "unsupported operator": (lambda t: ["verify", _unsupported_onnx(t), "--n", "3"], "MaxPool"),
 }
 
 
