@@ -63,6 +63,7 @@ import scipy.sparse as sp
 
 from polylens.bounds import BoundMethod, compute_bounds, input_box
 from polylens.errors import ParameterError, SolverError
+from polylens.jsonio import jsonable
 from polylens.lp import LPSolver, Polytope, Role, Sense, Solution, tight_cols, tight_rows
 from polylens.lp.polytope import build_polytope, build_polytopes
 from polylens.nn.network import Network
@@ -218,32 +219,8 @@ def _margins(logits: Array, labels: Array) -> tuple[Array, Array]:
     return logits[idx, labels] - other.max(axis=1), other.argmax(axis=1)
 
 
-def _jsonable(v: Any) -> Any:
-    """JSON-ready data: arrays become nested lists, non-finite floats None, enums their value."""
-    if isinstance(v, np.ndarray):
-        if v.dtype == object:
-            return [_jsonable(e) for e in v.tolist()]
-        if v.dtype.kind == "f":
-            return _jsonable(v.tolist())
-        return v.tolist()
-    if isinstance(v, Enum):
-        return v.value
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(e) for e in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(e) for k, e in v.items()}
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
-
-
 def _dataclass_dict(obj: Any, skip: Sequence[str] = ()) -> dict:
-    return {f.name: _jsonable(getattr(obj, f.name)) for f in fields(obj) if f.name not in skip}
+    return {f.name: jsonable(getattr(obj, f.name)) for f in fields(obj) if f.name not in skip}
 
 
 def _html_table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
