@@ -13,6 +13,7 @@ means a bug in polylens.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import sys
@@ -84,10 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     0 on success (or ``--help``), 2 with one line on stderr for any error a user can cause.
     """
+    from polylens.stdio import reserved_stdout
+
     ex = _click_exceptions()
     args = list(sys.argv[1:] if argv is None else argv)
+    # Under --json standard output carries exactly one JSON document: whatever a library or a
+    # worker process prints goes to standard error instead.
+    guard = reserved_stdout() if "--json" in args else contextlib.nullcontext()
     try:
-        rv = app(args=args, prog_name="polylens", standalone_mode=False)
+        with guard:
+            rv = app(args=args, prog_name="polylens", standalone_mode=False)
     except ex.NoArgsIsHelpError as e:  # bare `polylens`: show the help
         sys.stdout.write(e.format_message() + "\n")
         return 0

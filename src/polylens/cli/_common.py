@@ -17,6 +17,7 @@ import numpy as np
 
 from polylens.errors import DataError, ParameterError
 from polylens.jsonio import jsonable  # noqa: F401 (re-exported for the commands)
+from polylens.stdio import json_stream
 
 __all__ = [
     "JSON_HELP", "MODEL_HELP", "accuracy_table", "err_console", "jsonable", "load_inputs", "load_model_arg",
@@ -42,9 +43,11 @@ def err_console():
 
 
 def print_json(obj: Any) -> None:
-    """Print ``obj`` as one JSON document (indented) on stdout."""
-    sys.stdout.write(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
-    sys.stdout.flush()
+    """Print ``obj`` as one JSON document (indented) on stdout: polylens' own stream, which under
+    :func:`polylens.stdio.reserved_stdout` nothing else writes to."""
+    stream = json_stream()
+    stream.write(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+    stream.flush()
 
 
 def load_model_arg(spec: str):

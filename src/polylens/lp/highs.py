@@ -21,6 +21,8 @@ For a maximisation the same argument gives a safe upper bound.
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -30,6 +32,7 @@ import numpy as np
 
 from polylens.errors import ParameterError, SolverError
 from polylens.lp.polytope import Polytope
+from polylens.stdio import stdout_to_devnull
 from polylens.tolerances import EPS64, LP_FEASIBILITY_TOL, TIGHT_TOL
 
 Array = np.ndarray
@@ -115,6 +118,34 @@ def safe_dual_bound(poly: Polytope, cost: Array, row_dual: Array, sense: Sense =
     return sgn * (value - err)
 
 
+# ---------------------------------------------------------------------------------------------
+# Silence at birth. HiGHS 1.16 prints a two-line banner ("Running HiGHS 1.16.0 ...: Copyright ...")
+# on the C-level standard output the first time a process constructs a Highs object, before any
+# option (output_flag, log_to_console) can be set. Standard output belongs to polylens (``--json``
+# prints exactly one document there), so the first construction in each process runs with file
+# descriptor 1 pointed at /dev/null. The C stdio buffers are flushed *before* the descriptor is
+# restored: on a pipe stdout is fully buffered, and a banner left in the buffer would be written
+# to the real stdout later, at the next flush or at exit.
+
+_birth_lock = threading.Lock()
+_born_in: int | None = None  # the pid whose first Highs() was made quietly (a forked child makes its own)
+
+
+def new_highs() -> "highspy.Highs":
+    """A fresh ``highspy.Highs`` with its output off; the first one of each process is born with
+    standard output silenced (see above), so no library banner reaches polylens' stdout."""
+    global _born_in
+    with _birth_lock:
+        if _born_in != os.getpid():
+            with stdout_to_devnull():
+                h = highspy.Highs()
+            _born_in = os.getpid()
+        else:
+            h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    return h
+
+
 class LPSolver:
     """HiGHS holding one polytope; solve it for many objectives.
 
@@ -123,8 +154,7 @@ class LPSolver:
 
     def __init__(self, poly: Polytope, *, time_limit: float | None = None, threads: int = 1):
         self.poly = poly
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
+        h = new_highs()
         h.setOptionValue("log_to_console", False)
         h.setOptionValue("threads", int(threads))
         h.setOptionValue("random_seed", 0)

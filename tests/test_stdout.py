@@ -1,0 +1,138 @@
+"""Standard output belongs to polylens: every command with --json prints exactly one JSON document
+there, in a real subprocess, whatever the libraries beneath it print (the guard against the next
+dependency that starts printing a banner)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import typer
+
+from polylens.cli import app
+
+#: A quick invocation of every command that has --json (``{out}`` is a fresh directory). A new
+#: command with --json must be added here: test_every_json_command_is_covered fails until it is.
+INVOCATIONS: dict[str, list[str]] = {
+    "train": ["train", "49-3-10", "--epochs", "1", "--out", "{out}/model"],
+    "info": ["info", "seed"],
+    "predict": ["predict", "seed", "--index", "0,1"],
+    "verify": ["verify", "seed", "--eps", "0,0.02", "--n", "12", "--workers", "2"],
+    "demo": ["demo", "--n", "12", "--workers", "2", "--out", "{out}/demo"],
+    "signatures": ["signatures", "seed", "--n", "60", "--per-digit", "2"],
+    "prototypes": ["prototypes", "seed", "--n", "60"],
+    "neurons": ["neurons", "seed", "--n", "60"],
+    "trace": ["trace", "seed", "--index", "0"],
+    "report": ["report", "seed", "--n", "12", "--workers", "2", "--out", "{out}/report"],
+    "export-site": ["export-site", "seed", "{out}/site", "--samples", "4", "--sweep-samples", "4",
+                    "--eps-grid", "0,0.01"],
+}
+
+
+def json_commands() -> set[str]:
+    """Every command of the CLI that takes --json."""
+    group = typer.main.get_command(app)
+    return {name for name, cmd in group.commands.items()
+            if any("--json" in p.opts for p in cmd.params)}
+
+
+def run_polylens(args: list[str], prelude: str = "") -> subprocess.CompletedProcess:
+    """``polylens ARGS`` in a fresh Python process (``prelude``: code run first, e.g. to inject a
+    banner), stdout and stderr captured separately."""
+    code = textwrap.dedent(prelude) + "\nimport sys\nfrom polylens.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    env = {**os.environ, "PYTHONUNBUFFERED": "0"}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600, env=env)
+
+
+def one_json_document(text: str) -> object:
+    """The single JSON document that ``text`` is; AssertionError naming what else is there."""
+    try:
+        doc, end = json.JSONDecoder().raw_decode(text.lstrip())
+    except json.JSONDecodeError as e:
+        raise AssertionError(f"stdout is not one JSON document ({e}); it starts {text[:200]!r}") from None
+    rest = text.lstrip()[end:]
+    assert rest.strip() == "", f"stdout has more after its JSON document: {rest[:200]!r}"
+    return doc
+
+
+def test_every_json_command_is_covered():
+    """The table of invocations names exactly the commands that take --json (none is left out)."""
+    assert json_commands() == set(INVOCATIONS)
+
+
+@pytest.mark.parametrize("name", sorted(INVOCATIONS))
+def test_json_output_is_one_document(name, tmp_path):
+    """`polylens NAME ... --json` exits 0 and its whole stdout parses as one JSON document."""
+    args = [a.format(out=tmp_path) for a in INVOCATIONS[name]] + ["--json"]
+    proc = run_polylens(args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert isinstance(one_json_document(proc.stdout), dict)
+
+
+# A C-level banner on file descriptor 1 each time a process creates its first solver, the way
+# HiGHS 1.16 does (printed with libc's puts, so it sits in C's stdio buffer on a pipe). Injected
+# into the one solver adapter, it also fires in every worker process of a sweep.
+BANNER_PRELUDE = """
+import ctypes, os
+import polylens.lp.highs as _h
+_real = _h.highspy.Highs
+_seen = set()
+def _noisy():
+    if os.getpid() not in _seen:
+        _seen.add(os.getpid())
+        ctypes.CDLL(None).puts(b"Running FakeSolver 9.9 (banner): Copyright nobody")
+    return _real()
+_h.highspy.Highs = _noisy
+"""
+
+# The same, with polylens' own guards switched off: what a user saw before they existed.
+UNGUARDED_PRELUDE = BANNER_PRELUDE + """
+import contextlib
+import polylens.stdio
+polylens.stdio.reserved_stdout = contextlib.nullcontext
+_h.stdout_to_devnull = contextlib.nullcontext
+"""
+
+VERIFY = ["verify", "seed", "--eps", "0,0.02", "--n", "12", "--workers", "2", "--json"]
+
+
+def test_a_banner_never_reaches_json_output():
+    """With a solver that prints a C-level banner in every process (main and workers), `verify
+    --json` still prints one JSON document; the banner goes to stderr or nowhere."""
+    proc = run_polylens(VERIFY, BANNER_PRELUDE)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    one_json_document(proc.stdout)
+    assert "FakeSolver" not in proc.stdout
+
+
+def test_the_guard_catches_a_banner_let_through():
+    """Switching polylens' guards off lets the banner through, and the check above fails on it:
+    the test can fail, and fails for exactly this drift."""
+    proc = run_polylens(VERIFY, UNGUARDED_PRELUDE)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "FakeSolver" in proc.stdout
+    with pytest.raises(AssertionError):
+        one_json_document(proc.stdout)
+
+
+def test_the_real_solver_prints_nothing_on_stdout():
+    """The first HiGHS object of a process, made through the adapter, prints nothing on stdout
+    (HiGHS 1.16 prints its banner there when constructed directly)."""
+    code = ("from polylens.lp.highs import new_highs\nh = new_highs()\nh2 = new_highs()\n"
+            "import highspy\nh3 = highspy.Highs()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+
+
+def test_human_output_shows_no_solver_banner():
+    """Without --json the tables are on stdout and no banner is (the adapter silences it at birth)."""
+    proc = run_polylens(["verify", "seed", "--eps", "0.02", "--n", "6", "--workers", "2"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "HiGHS" not in proc.stdout and "HiGHS" not in proc.stderr
+    assert "eps" in proc.stdout
