@@ -13,8 +13,8 @@ import argparse
 import tempfile
 import time
 
-from polylens.analyses.certify import CertifyOptions
-from polylens.analyses.sweep import run_sweep
+from polylens.lenses.verify.certify import CertifyOptions
+from polylens.lenses.verify.sweep import run_sweep
 from polylens.nn.model import load_model, model_split
 
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from polylens.analyses.attack import is_counterexample, pgd_attack
-from polylens.analyses.certify import CertifyOptions, Status, certify, lp_classifier
+from polylens.lenses.verify.attack import is_counterexample, pgd_attack
+from polylens.lenses.verify.certify import CertifyOptions, Status, certify, lp_classifier
 from polylens.bounds import BoundMethod, compute_bounds, input_box, margin_lower_bound
 from polylens.errors import ParameterError
 from polylens.lp import LPSolver, Sense, build_polytope

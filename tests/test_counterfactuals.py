@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 
-from polylens.analyses.attack import input_gradient, pgd_attack
-from polylens.analyses.counterfactuals import (CLASSIC_PAIRS, _representative, counterfactual, counterfactual_pairs,
+from polylens.lenses.verify.attack import input_gradient, pgd_attack
+from polylens.lenses.discover.counterfactuals import (CLASSIC_PAIRS, _representative, counterfactual, counterfactual_pairs,
                                               instructive_pairs)
 from polylens.bounds import input_box
 from polylens.errors import ParameterError

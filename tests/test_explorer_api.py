@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from polylens.analyses.certify import CertifyOptions, certify
+from polylens.lenses.verify.certify import CertifyOptions, certify
 from polylens.bounds import input_box
 from polylens.explorer.api import Explorer, ExplorerConfig
 from polylens.explorer.export import choose_samples, export_site_report

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import ALL_ACTIVATIONS, random_network
-from polylens.analyses.naming import (ANTI, apply_names, name_model, score_map, suggest_names, templates)
-from polylens.analyses.neurons import neuron_report, neuron_values_and_gradients
+from polylens.lenses.discover.naming import (ANTI, apply_names, name_model, score_map, suggest_names, templates)
+from polylens.lenses.discover.neurons import neuron_report, neuron_values_and_gradients
 from polylens.errors import ParameterError
 from polylens.nn import ActKind, Network
 from polylens.nn.activations import REGISTRY

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from polylens.analyses.prototypes import prototype_sweep, prototypes
+from polylens.lenses.discover.prototypes import prototype_sweep, prototypes
 from polylens.errors import ParameterError
 from polylens.nn.model import load_model, model_split
 

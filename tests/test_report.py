@@ -47,13 +47,13 @@ def split(seed):
 @pytest.fixture(scope="module")
 def results(seed, split):
     """Every analysis on a small subset of the seed model's test split."""
-    from polylens.analyses.counterfactuals import counterfactual_pairs
-    from polylens.analyses.naming import suggest_names
-    from polylens.analyses.neurons import neuron_report
-    from polylens.analyses.prototypes import prototypes
-    from polylens.analyses.signatures import signatures
-    from polylens.analyses.sweep import run_sweep
-    from polylens.analyses.trace import digit_formulas
+    from polylens.lenses.discover.counterfactuals import counterfactual_pairs
+    from polylens.lenses.discover.naming import suggest_names
+    from polylens.lenses.discover.neurons import neuron_report
+    from polylens.lenses.discover.prototypes import prototypes
+    from polylens.lenses.discover.signatures import signatures
+    from polylens.lenses.verify.sweep import run_sweep
+    from polylens.lenses.discover.trace import digit_formulas
 
     x, y, im = split.x_test[:300], split.y_test[:300], split.images_test[:300]
     return {
@@ -125,7 +125,7 @@ def test_other_figures_draw(results, seed, split):
                                  class_mean=n.class_mean))
     _not_blank(img)
     _has_blue_and_red(img)  # the weight map has both signs
-    from polylens.analyses.trace import trace
+    from polylens.lenses.discover.trace import trace
 
     t = trace(seed, split.x_test[0])
     _has_blue_and_red(_pixels(F.trace_flow(t.flow(), (7, 7))))

@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from polylens.analyses.signatures import _nearest_mean, signatures
+from polylens.lenses.discover.signatures import _nearest_mean, signatures
 from polylens.bounds import BoundMethod, compute_bounds, input_box
 from polylens.errors import ParameterError
 from polylens.lp import LPSolver, Role, Sense, build_polytope

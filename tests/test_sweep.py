@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from polylens.analyses.sweep import run_sweep, wilson
+from polylens.lenses.verify.sweep import run_sweep, wilson
 
 POLYLENS = [sys.executable, "-m", "polylens"]
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import random_network
-from polylens.analyses.trace import STRONG_SHARE, WEAK_SHARE, digit_formulas, gates, trace
+from polylens.lenses.discover.trace import STRONG_SHARE, WEAK_SHARE, digit_formulas, gates, trace
 from polylens.errors import ParameterError
 from polylens.nn import ActKind, Activation, Network
 from polylens.nn.model import load_model, model_split

@@ -76,7 +76,7 @@ ENVELOPE_TIE_REL = 1e-13
 #: points, and a further cut would duplicate one already there.
 ENVELOPE_GAP_REL = 1e-12
 
-#: Discovery analyses (polylens.analyses.signatures): a pixel at a bound of its box counts as
+#: Discovery analyses (polylens.lenses.discover.signatures): a pixel at a bound of its box counts as
 #: *binding* when its reduced cost exceeds this in magnitude. 100x HiGHS's dual feasibility
 #: tolerance (LP_FEASIBILITY_TOL), so a reduced cost that is zero up to solver noise is never read
 #: as binding. A label, not a bound: nothing rigorous depends on it.

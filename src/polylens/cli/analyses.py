@@ -123,7 +123,7 @@ def signatures(
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Constraint signatures: which pixels and envelope cuts hold each digit's LP optimum."""
-    from polylens.analyses.signatures import signatures as run
+    from polylens.lenses.discover.signatures import signatures as run
     from polylens.report.build import _names_of, signatures_section
 
     _check_choice(objective, "--objective", ("logit", "margin"))
@@ -156,7 +156,7 @@ def prototypes(
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Max-margin prototypes: the image near each digit's best example that the LP says is most that digit."""
-    from polylens.analyses.prototypes import prototypes as run
+    from polylens.lenses.discover.prototypes import prototypes as run
     from polylens.report.build import prototypes_section
 
     m = load_model_arg(model)
@@ -203,8 +203,8 @@ def neurons(
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Neuron patterns: weight maps, LP-certified extreme inputs, top images, activation per class, names."""
-    from polylens.analyses.naming import suggest_names
-    from polylens.analyses.neurons import neuron_report
+    from polylens.lenses.discover.naming import suggest_names
+    from polylens.lenses.discover.neurons import neuron_report
     from polylens.nn.model import save_card, save_model
     from polylens.report.build import neurons_section
 
@@ -265,7 +265,7 @@ def trace(
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Trace one test image: every neuron's exact contribution (flow) to a logit."""
-    from polylens.analyses.trace import trace as run
+    from polylens.lenses.discover.trace import trace as run
     from polylens.nn.model import model_split
     from polylens.report.build import _names_of
 

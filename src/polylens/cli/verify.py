@@ -79,8 +79,8 @@ def verify(
     """Certify robustness at each radius: verified by IBP / backward linear bounds / LP, attacked, unknown."""
     import os
 
-    from polylens.analyses.certify import CertifyOptions
-    from polylens.analyses.sweep import run_sweep
+    from polylens.lenses.verify.certify import CertifyOptions
+    from polylens.lenses.verify.sweep import run_sweep
     from polylens.nn.model import model_split
 
     eps_list = parse_float_list(eps, "eps", 0.0, 1.0)

@@ -12,7 +12,7 @@ Payloads (see ``docs/explorer.md`` for every field):
 * :meth:`Explorer.samples_payload` - label and prediction of every test sample (navigation, filters).
 * :meth:`Explorer.forward_payload` - activations of one input and the network diagram to draw.
 * :meth:`Explorer.bounds_payload` - interval bounds and envelope cuts of every neuron at eps (tooltips).
-* :meth:`Explorer.certify_payload` - a :class:`~polylens.analyses.certify.Certificate` as JSON.
+* :meth:`Explorer.certify_payload` - a :class:`~polylens.lenses.verify.certify.Certificate` as JSON.
 * :meth:`Explorer.robust_payload` - certification status of every test sample at one eps.
 * :meth:`Explorer.neuron_payload`, :meth:`signatures_payload`, :meth:`prototypes_payload`,
   :meth:`trace_payload` - the analyses of the neurons, signatures, prototypes and trace modules.
@@ -409,11 +409,11 @@ def _slug(source: str) -> str:
 
 
 def sweep_rows(network: Network, x: Array, y: Array, eps: Sequence[float], time_limit: float, offset: int = 0) -> list[dict]:
-    """The rows of :func:`~polylens.analyses.sweep.run_sweep` (every image at every radius, in this
+    """The rows of :func:`~polylens.lenses.verify.sweep.run_sweep` (every image at every radius, in this
     process, without the LP classifier) for images ``offset .. offset + len(x) - 1`` of a larger set.
     Runs in the sweep's worker process."""
-    from polylens.analyses.certify import CertifyOptions
-    from polylens.analyses.sweep import run_sweep
+    from polylens.lenses.verify.certify import CertifyOptions
+    from polylens.lenses.verify.sweep import run_sweep
 
     res = run_sweep(network, x, y, eps, options=CertifyOptions(time_limit=time_limit), workers=1, chunk=max(len(x), 1),
                     with_lp_classifier=False)
@@ -421,10 +421,10 @@ def sweep_rows(network: Network, x: Array, y: Array, eps: Sequence[float], time_
 
 
 class SweepRunner:
-    """A modest robustness sweep computed in the background: :func:`~polylens.analyses.sweep.run_sweep`
+    """A modest robustness sweep computed in the background: :func:`~polylens.lenses.verify.sweep.run_sweep`
     on chunks of images (so progress can be shown) in one spawned worker process (so the server's
     threads keep the interpreter to themselves), summarised per digit with
-    :func:`~polylens.analyses.sweep.summarize` when every chunk is in."""
+    :func:`~polylens.lenses.verify.sweep.summarize` when every chunk is in."""
 
     def __init__(self, network: Network, x: Array, y: Array, eps: Sequence[float], *, chunk: int = 50,
                  time_limit: float = 1.0):
@@ -465,7 +465,7 @@ class SweepRunner:
     def payload(self) -> dict:
         """``{"status": "idle" | "running" | "ready" | "error" | "disabled", "done", "total", "n", "eps",
         "summary"}``."""
-        from polylens.analyses.sweep import summarize
+        from polylens.lenses.verify.sweep import summarize
 
         with self._lock:
             base = {"n": int(len(self.x)), "eps": list(self.eps), "done": 0, "total": len(self._futures)}
@@ -672,7 +672,7 @@ class Explorer:
         The label is ``label`` when given, else the sample's true label when ``sample`` is given, else
         the network's prediction (robustness of the prediction of a drawn input).
         """
-        from polylens.analyses.certify import CertifyOptions, certify
+        from polylens.lenses.verify.certify import CertifyOptions, certify
 
         if label is not None:
             source = "given"
@@ -709,7 +709,7 @@ class Explorer:
         hit = self._robust.get(eps)
         if hit is not None:
             return hit
-        from polylens.analyses.certify import CertifyOptions, certify
+        from polylens.lenses.verify.certify import CertifyOptions, certify
 
         t0 = time.perf_counter()
         certs = certify(self.network, self.x_test, self.y_test, eps,
@@ -772,10 +772,10 @@ class Explorer:
     # -- neuron panel --------------------------------------------------------------------------
 
     def _neuron_report(self) -> dict:
-        """Every hidden neuron's profile (:func:`polylens.analyses.neurons.neuron_report` on the test
+        """Every hidden neuron's profile (:func:`polylens.lenses.discover.neurons.neuron_report` on the test
         split), keyed by neuron key, each ``NeuronProfile.to_dict()`` plus the inputs of its top and
         bottom test images."""
-        from polylens.analyses.neurons import neuron_report
+        from polylens.lenses.discover.neurons import neuron_report
 
         if self.n_samples < 2:
             raise ParameterError(f"The neuron analysis needs test images; {self.data_note}")
@@ -793,10 +793,10 @@ class Explorer:
                                              "lp_solves": rep.lp_solves, "seconds": jsonify(rep.seconds)}}
 
     def suggestions(self) -> dict:
-        """Suggested names of every hidden neuron (:func:`polylens.analyses.naming.suggest_names`,
+        """Suggested names of every hidden neuron (:func:`polylens.lenses.discover.naming.suggest_names`,
         deeper layers described through the current names), keyed by neuron key; {} when the input
         is not a 2-D grid."""
-        from polylens.analyses.naming import suggest_names
+        from polylens.lenses.discover.naming import suggest_names
 
         try:
             res = suggest_names(self.model, self.x_test if self.n_samples >= 2 else None)
@@ -832,7 +832,7 @@ class Explorer:
     # -- whole-network analyses ----------------------------------------------------------------
 
     def _signatures(self, eps: float) -> dict:
-        from polylens.analyses.signatures import signatures
+        from polylens.lenses.discover.signatures import signatures
 
         if self.n_samples < 2:
             raise ParameterError(f"The signature analysis needs test images; {self.data_note}")
@@ -856,7 +856,7 @@ class Explorer:
                 "pixel_map": _display(np.stack([r.pixel_map(dg).ravel() for dg in r.digits])), "cut_show": show}
 
     def signatures_payload(self, eps: float | None = None, wait: bool = False) -> dict:
-        """Per-digit constraint signatures (:func:`polylens.analyses.signatures.signatures`) at eps
+        """Per-digit constraint signatures (:func:`polylens.lenses.discover.signatures.signatures`) at eps
         (default ``config.signature_eps``): how often each pixel sits at the lower (red) or upper
         (blue) end of its box at the LP optimum of the digit's logit, and how often each envelope
         side is tight. Per-image arrays are left out."""
@@ -864,7 +864,7 @@ class Explorer:
         return (self.job_result if wait else self.job)(f"signatures:{e!r}", lambda: self._signatures(e))
 
     def _prototypes(self) -> dict:
-        from polylens.analyses.prototypes import prototypes
+        from polylens.lenses.discover.prototypes import prototypes
 
         if self.n_samples < 2:
             raise ParameterError(f"The prototype analysis needs test images; {self.data_note}")
@@ -873,13 +873,13 @@ class Explorer:
         return {"result": jsonify(r)}
 
     def prototypes_payload(self, wait: bool = False) -> dict:
-        """Max-margin prototypes (:func:`polylens.analyses.prototypes.prototypes`), one per digit."""
+        """Max-margin prototypes (:func:`polylens.lenses.discover.prototypes.prototypes`), one per digit."""
         return (self.job_result if wait else self.job)("prototypes", self._prototypes)
 
     def formulas(self) -> dict:
-        """Per-digit formulas (:func:`polylens.analyses.trace.digit_formulas`, layer 1, current names)
+        """Per-digit formulas (:func:`polylens.lenses.discover.trace.digit_formulas`, layer 1, current names)
         keyed by digit: text, explanation, terms; cached until a rename."""
-        from polylens.analyses.trace import digit_formulas
+        from polylens.lenses.discover.trace import digit_formulas
 
         key = tuple(sorted(self.model.card.neuron_names.items()))
         hit = self._formulas.get(key)
@@ -896,11 +896,11 @@ class Explorer:
 
     def trace_payload(self, x: Array, target: int | None = None, with_formula: bool = True) -> dict:
         """The exact decomposition of one input's logit ``target`` (default: the prediction) by
-        :func:`polylens.analyses.trace.trace`: the flow through every pixel and named neuron into the
+        :func:`polylens.lenses.discover.trace.trace`: the flow through every pixel and named neuron into the
         logit, a diagram of the flow (same layout as the network diagram; edge ``c`` is the flow
         along that edge), per hidden layer the identity ``logit = sum of flows + constants`` as text,
         and (``with_formula``) the digit's average formula (:func:`digit_formulas`)."""
-        from polylens.analyses.trace import trace
+        from polylens.lenses.discover.trace import trace
 
         tr = trace(self.model, x, target=target)
         k = tr.target

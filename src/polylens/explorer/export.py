@@ -108,8 +108,8 @@ def export_site_report(model: Model, out_dir: str | Path, *, n_samples: int = 60
                        eps_grid: Sequence[float] = DEFAULT_EPS_GRID, config: ExplorerConfig | None = None,
                        progress: Callable[[str], None] | None = None) -> ExportResult:
     """:func:`export_site`, returning an :class:`ExportResult` with what was written."""
-    from polylens.analyses.certify import CertifyOptions, certify
-    from polylens.analyses.sweep import summarize
+    from polylens.lenses.verify.certify import CertifyOptions, certify
+    from polylens.lenses.verify.sweep import summarize
     from polylens.explorer.server import plotly_js_path, static_dir
 
     t0 = time.perf_counter()

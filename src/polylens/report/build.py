@@ -2,16 +2,16 @@
 
 :func:`run_report` is what ``polylens report`` and ``polylens demo`` call. It runs, in order,
 
-1. **robustness**: a resumable sweep over radii (:func:`polylens.analyses.sweep.run_sweep`, stored
+1. **robustness**: a resumable sweep over radii (:func:`polylens.lenses.verify.sweep.run_sweep`, stored
    under ``OUT/sweep``, so a second run reuses it);
-2. **signatures**: the constraint signature of every digit (:func:`~polylens.analyses.signatures.signatures`);
-3. **prototypes**: a max-margin prototype per digit (:func:`~polylens.analyses.prototypes.prototypes`);
+2. **signatures**: the constraint signature of every digit (:func:`~polylens.lenses.discover.signatures.signatures`);
+3. **prototypes**: a max-margin prototype per digit (:func:`~polylens.lenses.discover.prototypes.prototypes`);
 4. **counterfactuals**: a few instructive (label, target) pairs
-   (:func:`~polylens.analyses.counterfactuals.counterfactual_pairs`);
-5. **neurons**: every hidden neuron's profile (:func:`~polylens.analyses.neurons.neuron_report`) and
-   suggested names (:func:`~polylens.analyses.naming.suggest_names`);
+   (:func:`~polylens.lenses.discover.counterfactuals.counterfactual_pairs`);
+5. **neurons**: every hidden neuron's profile (:func:`~polylens.lenses.discover.neurons.neuron_report`) and
+   suggested names (:func:`~polylens.lenses.discover.naming.suggest_names`);
 6. **traces**: the average flow into each digit's logit and its formula
-   (:func:`~polylens.analyses.trace.digit_formulas`);
+   (:func:`~polylens.lenses.discover.trace.digit_formulas`);
 
 and then writes ``OUT/report.html`` with :func:`polylens.report.html.write_report` (figures, CSV
 tables and JSON data next to it) and ``OUT/timings.json`` (wall time per stage). Each ``*_section``
@@ -150,7 +150,7 @@ def _names_of(model: Any, network, x: Array | None = None) -> tuple[dict[str, st
     """(display names by key, suggested names by key). Display: the card's name where there is one,
     else the suggestion (made with the images ``x`` when given), else the key. Suggestions need a
     2-D input; otherwise they are empty."""
-    from polylens.analyses.naming import suggest_names
+    from polylens.lenses.discover.naming import suggest_names
     from polylens.nn.model import neuron_keys
 
     keys = neuron_keys(network)
@@ -178,7 +178,7 @@ sample, so small differences between digits are noise."""
 
 
 def robustness_section(sweep) -> Section:
-    """The robustness section from a :class:`~polylens.analyses.sweep.SweepResult` (or anything with
+    """The robustness section from a :class:`~polylens.lenses.verify.sweep.SweepResult` (or anything with
     its ``summary`` and ``n_images``)."""
     from polylens.report.figures import robustness_curves
 
@@ -238,7 +238,7 @@ to its own digit's mean signature (leave-one-out)."""
 
 
 def signatures_section(sig, neuron_names: Mapping[str, str] | None = None, draw: bool = True) -> Section:
-    """The signatures section from a :class:`~polylens.analyses.signatures.SignatureResult`
+    """The signatures section from a :class:`~polylens.lenses.discover.signatures.SignatureResult`
     (``draw=False``: tables and data only, no figures)."""
     from polylens.report.figures import signature_maps, signature_overlays, tightness_bars
 
@@ -306,7 +306,7 @@ it was removed. "margin <=" is a proven upper bound on the real margin of any im
 
 
 def prototypes_section(proto, draw: bool = True) -> Section:
-    """The prototypes section from a :class:`~polylens.analyses.prototypes.PrototypeResult`
+    """The prototypes section from a :class:`~polylens.lenses.discover.prototypes.PrototypeResult`
     (``draw=False``: no figures)."""
     from polylens.report.figures import prototype_panels
 
@@ -345,7 +345,7 @@ def _found_by(r) -> str:
 
 
 def counterfactuals_section(cfs) -> Section:
-    """The counterfactuals section from a :class:`~polylens.analyses.counterfactuals.CounterfactualSet`."""
+    """The counterfactuals section from a :class:`~polylens.lenses.discover.counterfactuals.CounterfactualSet`."""
     from polylens.report.figures import counterfactual_triptych
 
     figs, rows = [], []
@@ -389,8 +389,8 @@ names of the layer before, strongest weights first."""
 
 def neurons_section(report, suggestions=None, card_names: Mapping[str, str] | None = None,
                     display_names: Mapping[str, str] | None = None, draw: bool = True) -> Section:
-    """The neurons section from a :class:`~polylens.analyses.neurons.NeuronReport` and (optionally)
-    the name suggestions of :func:`~polylens.analyses.naming.suggest_names` (``draw=False``: no figures)."""
+    """The neurons section from a :class:`~polylens.lenses.discover.neurons.NeuronReport` and (optionally)
+    the name suggestions of :func:`~polylens.lenses.discover.naming.suggest_names` (``draw=False``: no figures)."""
     from polylens.report.figures import neuron_panel
 
     sug = {s.key: s for s in (suggestions or ())}
@@ -444,7 +444,7 @@ each logit (the constant)."""
 
 
 def traces_section(formulas, image_shape: Sequence[int] | None = None) -> Section:
-    """The traces section from :func:`~polylens.analyses.trace.digit_formulas` (one Formula per digit)."""
+    """The traces section from :func:`~polylens.lenses.discover.trace.digit_formulas` (one Formula per digit)."""
     from polylens.report.figures import formula_figure, trace_flow
 
     shape = tuple(image_shape) if image_shape is not None and _is_image(image_shape) else None
@@ -538,7 +538,7 @@ def run_report(model: Any, out: str | Path, options: ReportOptions = ReportOptio
         run.sections.append(sec)
 
     def robustness() -> Section:
-        from polylens.analyses.sweep import run_sweep
+        from polylens.lenses.verify.sweep import run_sweep
 
         n = len(x) if options.sweep_n is None else min(int(options.sweep_n), len(x))
         sweep_dir = out / ("sweep" if n == len(x) and options.n_images is None else f"sweep-n{n}")
@@ -550,7 +550,7 @@ def run_report(model: Any, out: str | Path, options: ReportOptions = ReportOptio
         return robustness_section(res)
 
     def sigs() -> Section:
-        from polylens.analyses.signatures import signatures
+        from polylens.lenses.discover.signatures import signatures
 
         res = signatures(model, x, y, eps=options.signature_eps, objective=options.objective, sense=options.sense,
                          max_per_digit=options.signature_per_digit, images=images)
@@ -558,14 +558,14 @@ def run_report(model: Any, out: str | Path, options: ReportOptions = ReportOptio
         return signatures_section(res, display)
 
     def protos() -> Section:
-        from polylens.analyses.prototypes import prototypes
+        from polylens.lenses.discover.prototypes import prototypes
 
         res = prototypes(model, x, y, eps=options.prototype_eps, lam=options.prototype_lam)
         run.results["prototypes"] = res
         return prototypes_section(res)
 
     def cfs() -> Section:
-        from polylens.analyses.counterfactuals import counterfactual_pairs, instructive_pairs
+        from polylens.lenses.discover.counterfactuals import counterfactual_pairs, instructive_pairs
 
         pairs = instructive_pairs(network, x, y, n=options.n_pairs)
         res = counterfactual_pairs(network, x, y, pairs, eps=options.counterfactual_eps)
@@ -573,8 +573,8 @@ def run_report(model: Any, out: str | Path, options: ReportOptions = ReportOptio
         return counterfactuals_section(res)
 
     def neurons() -> Section:
-        from polylens.analyses.naming import suggest_names
-        from polylens.analyses.neurons import neuron_report
+        from polylens.lenses.discover.naming import suggest_names
+        from polylens.lenses.discover.neurons import neuron_report
 
         shown = model.with_neuron_names({k: v for k, v in display.items() if k not in card_names and v != k}) \
             if hasattr(model, "with_neuron_names") else model
@@ -588,7 +588,7 @@ def run_report(model: Any, out: str | Path, options: ReportOptions = ReportOptio
         return neurons_section(res, sug, card_names, display)
 
     def traces() -> Section:
-        from polylens.analyses.trace import digit_formulas
+        from polylens.lenses.discover.trace import digit_formulas
 
         res = digit_formulas(model, x, y, names=display)
         run.results["traces"] = res

@@ -162,7 +162,7 @@ def robustness_curves(summary: Mapping, digits: Sequence[int] | None = None, nco
                       title: str | None = None) -> Figure:
     """Accuracy against the radius eps: overall, then one panel per digit.
 
-    ``summary``: a sweep summary (:attr:`polylens.analyses.sweep.SweepResult.summary`): ``eps``
+    ``summary``: a sweep summary (:attr:`polylens.lenses.verify.sweep.SweepResult.summary`): ``eps``
     (list), ``overall[eps_str][rate]`` and ``per_digit[digit][eps_str][rate]`` with ``value`` and
     ``ci`` (95% Wilson interval) for rates ``ibp``, ``crown``, ``lp`` (verified, cumulative) and
     ``attack`` (not falsified: an upper bound on robust accuracy). Lines are the rates, bands their
@@ -567,7 +567,7 @@ def neuron_panel(name: str, weight_map: Array | None, maximiser: Array | None, m
 
 def trace_flow(graph, image_shape: Sequence[int] | None = None, max_pixels: int = 8, title: str | None = None,
                min_share: float = 0.02) -> Figure:
-    """The flow from pixels through named neurons into one logit (a :class:`~polylens.analyses.trace.FlowGraph`
+    """The flow from pixels through named neurons into one logit (a :class:`~polylens.lenses.discover.trace.FlowGraph`
     or anything with its fields).
 
     Columns: the ``max_pixels`` pixels with the largest |flow| (the rest merged into one "other

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from polylens.analyses.certify import CertifyOptions, certify, lp_classifier
+from polylens.lenses.verify.certify import CertifyOptions, certify, lp_classifier
 from polylens.errors import ParameterError
 from polylens.nn.network import Network
 from polylens.store import Store

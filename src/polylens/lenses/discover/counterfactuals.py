@@ -67,7 +67,7 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from polylens.analyses.signatures import (_check_class, _check_envelope, _check_inputs, _check_labels, _dataclass_dict,
+from polylens.lenses.discover.signatures import (_check_class, _check_envelope, _check_inputs, _check_labels, _dataclass_dict,
                                           _html_table, _margins, _network_of, _relax, _with_l1_columns,
                                           _with_max_column)
 from polylens.errors import ModelError, ParameterError, SolverError
@@ -98,7 +98,7 @@ def _targeted_search(net: Network, starts: Array, target: int, xl: Array, xu: Ar
     """Signed-gradient ascent of the real margin logit_t - max_k logit_k from each row of ``starts``
     (S, d), projected on the box [xl, xu], with a step shrinking from (xu - xl) / 4 to 0. Returns the
     best point of each run (S, d). A search only proposes: callers confirm with a forward pass."""
-    from polylens.analyses.attack import input_gradient
+    from polylens.lenses.verify.attack import input_gradient
 
     z = np.clip(starts, xl, xu)
     S = len(z)

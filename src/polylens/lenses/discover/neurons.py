@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from polylens.analyses.naming import resolve
+from polylens.lenses.discover.naming import resolve
 from polylens.bounds import BoundMethod, compute_bounds
 from polylens.errors import ParameterError
 from polylens.lp.highs import LPSolver, Sense

@@ -48,7 +48,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from polylens.analyses.signatures import (_check_digits, _check_envelope, _check_inputs, _check_labels, _dataclass_dict,
+from polylens.lenses.discover.signatures import (_check_digits, _check_envelope, _check_inputs, _check_labels, _dataclass_dict,
                                           _html_table, _margins, _network_of, _relax, _with_l1_columns,
                                           _with_max_column)
 from polylens.errors import ParameterError, SolverError

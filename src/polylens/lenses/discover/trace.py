@@ -61,7 +61,7 @@ from polylens.errors import ParameterError
 from polylens.nn.activations import Activation
 from polylens.nn.model import Model
 from polylens.nn.network import Network
-from polylens.analyses.naming import resolve, suggest_names
+from polylens.lenses.discover.naming import resolve, suggest_names
 from polylens.validation import check_int
 
 Array = np.ndarray
@@ -559,7 +559,7 @@ def digit_formulas(model_or_network: Model | Network, x: Array, y: Array, *, lay
     ``y`` (N,) with it.
 
     Names: ``names`` (``{"L1.n0": "Frame"}``) where given, else the model card's, else the
-    suggestions of :func:`polylens.analyses.naming.suggest_names` (computed with ``x``; only for
+    suggestions of :func:`polylens.lenses.discover.naming.suggest_names` (computed with ``x``; only for
     inputs laid out on a 2-D grid of at least 3x3), else the key ``L{l}.n{j}``.
     """
     network, model = resolve(model_or_network)

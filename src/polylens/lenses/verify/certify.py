@@ -22,7 +22,7 @@ from enum import Enum
 
 import numpy as np
 
-from polylens.analyses.attack import is_counterexample, pgd_attack
+from polylens.lenses.verify.attack import is_counterexample, pgd_attack
 from polylens.bounds import BoundMethod, compute_bounds, input_box, margin_lower_bound, spec_lower_bound
 from polylens.errors import ParameterError, SolverError
 from polylens.lp import LPSolver, Sense

@@ -1,0 +1,1 @@
+"""The lenses of polylens: families of analyses, each a folder, each lens one registration."""

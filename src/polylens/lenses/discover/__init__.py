@@ -1,0 +1,1 @@
+"""Discovery: constraint signatures, prototypes, counterfactuals, neurons and their names, traces."""

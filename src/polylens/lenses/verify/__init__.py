@@ -1,0 +1,1 @@
+"""Verification: certification, attacks and resumable robustness sweeps."""
