@@ -14,10 +14,12 @@ from typer.testing import CliRunner
 
 from polylens.cli import main
 from polylens.cli.demo import run_demo
-from polylens.report.build import SECTION_IDS
+from polylens.lenses import report_lenses
 
 from test_report import assert_self_contained
 
+#: The sections of the report: one per lens of the report, in registry order.
+SECTION_IDS = tuple(l.name for l in report_lenses())
 #: Test images per stage: small enough for seconds, large enough for every digit.
 N = 80
 CHROMIUM = "/usr/bin/chromium"
@@ -89,7 +91,7 @@ def test_demo_command_reuses_the_sweep(runs):
     """`polylens demo --out DIR` prints the report path; run again on the same directory it reuses the
     sweep store (no new units) and writes the same numbers (demo.json and the data are unchanged)."""
     a, b, _, _, _ = runs
-    db = next((a / f"sweep-n{N}").glob("*.sqlite"))
+    db = next((a / "store" / f"robustness-n{N}").glob("*.sqlite"))
     before = sqlite3.connect(db).execute("SELECT count(*) FROM units").fetchone()[0]
     before_json = (a / "demo.json").read_text()
     code, stdout, err = run_cli("demo", "--out", a, "--n", N, "--workers", 1)

@@ -16,14 +16,16 @@ from starlette.testclient import TestClient
 
 from polylens.lenses.verify.certify import CertifyOptions, certify
 from polylens.bounds import input_box
-from polylens.explorer.api import Explorer, ExplorerConfig
+from polylens.explorer.api import Explorer, ExplorerConfig, canonical_key, lens_catalog
 from polylens.explorer.export import choose_samples, export_site_report
 from polylens.explorer.server import create_app, static_dir
 from polylens.nn.model import Model, card_for_network, load_model, save_model
 
 from conftest import random_network
 
-CFG = ExplorerConfig(sweep_samples=12, sweep_eps=(0.01,), sweep_chunk=12, signature_images=3, request_timeout=30.0)
+CFG = ExplorerConfig(lenses={"robustness": {"images": 12, "eps": (0.01,), "chunk": 12}, "signatures": {"per_digit": 3}},
+                     request_timeout=30.0)
+NO_SWEEP = {"robustness": {"images": 0}}
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +42,19 @@ def ex(seed):
 
 @pytest.fixture(scope="module")
 def client(ex):
-    with TestClient(create_app(ex, start_sweep=False)) as c:
+    with TestClient(create_app(ex, warm=False)) as c:
         yield c
 
 
-def poll(client, url, timeout=60.0):
-    """GET url until its status is no longer 'running'."""
+def lens_url(name, kind="main"):
+    return f"/api/lens/{name}" + ("" if kind == "main" else f"/{kind}")
+
+
+def poll(client, name, kind="main", body=None, timeout=60.0):
+    """Ask lens payload (name, kind) until its status is no longer 'running'."""
     t0 = time.monotonic()
     while True:
-        r = client.get(url)
+        r = client.post(lens_url(name, kind), json=body or {})
         assert r.status_code == 200, r.text
         d = r.json()
         st = d.get("status") if "report" not in d else d["report"].get("status")
@@ -75,6 +81,22 @@ def test_pages_are_served_offline(client):
     assert r.status_code == 200 and len(r.content) > 1_000_000 and "javascript" in r.headers["content-type"]
 
 
+def test_lens_views_are_listed_and_served(client):
+    """/api/lenses lists every lens with a view in order; each lens's module is served from its own
+    folder, and nothing else of that folder (or outside it) is."""
+    cat = client.get("/api/lenses").json()["lenses"]
+    assert [l["name"] for l in cat] == [l["name"] for l in lens_catalog()]
+    assert {"robustness", "neurons", "trace", "signatures", "prototypes"} <= {l["name"] for l in cat}
+    for l in cat:
+        if l["module"]:
+            r = client.get(f"/lens/{l['name']}/{l['module']}")
+            assert r.status_code == 200 and "export function mount" in r.text, l
+    assert client.get("/lens/trace/lenses.py").status_code == 404
+    assert client.get("/lens/trace/..%2F..%2Fnn%2Fmodel.py").status_code == 404
+    assert client.get("/lens/nothing/x.js").status_code == 404
+    assert client.get("/api/model").json()["lenses"] == cat
+
+
 # ---------------------------------------------------------------------------------------------
 # Payloads agree with the network and the analyses
 
@@ -87,16 +109,16 @@ def test_model_and_samples(client, seed, ex):
     assert m["names"]["storage"] == "memory" and "memory" in m["names"]["note"]
     s = client.get("/api/samples").json()
     assert s["n"] == 2000 == len(s["labels"]) == len(s["predictions"])
-    assert s["predictions"] == seed.network.predict(ex.x_test).tolist()
-    assert s["labels"] == ex.y_test.tolist()
+    assert s["predictions"] == seed.network.predict(ex.data.x).tolist()
+    assert s["labels"] == ex.data.y.tolist()
 
 
 def test_forward_matches_network(client, seed, ex):
     """The forward payload's activations, prediction and diagram edges (w * a) are the network's."""
     net = seed.network
     p = client.post("/api/forward", json={"sample": 7}).json()
-    fp = net.forward(ex.x_test[7:8])
-    assert p["prediction"] == int(fp.predictions[0]) and p["label"] == int(ex.y_test[7])
+    fp = net.forward(ex.data.x[7:8])
+    assert p["prediction"] == int(fp.predictions[0]) and p["label"] == int(ex.data.y[7])
     np.testing.assert_allclose(p["logits"], fp.logits[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(p["layers"][1]["post"], fp.post[1][0], rtol=1e-5, atol=1e-6)
     assert len(p["original"]) == 28
@@ -106,7 +128,7 @@ def test_forward_matches_network(client, seed, ex):
         assert c == pytest.approx(W[d_, s_] * fp.post[0][0, s_], rel=1e-5)
     assert abs(e["c"][0]) == max(abs(c) for c in e["c"])  # strongest first
     # A drawn input: the same numbers as the network on that input.
-    x = np.clip(ex.x_test[7] + 0.3 * (np.arange(49) % 2), 0, 1)
+    x = np.clip(ex.data.x[7] + 0.3 * (np.arange(49) % 2), 0, 1)
     q = client.post("/api/forward", json={"x": x.tolist()}).json()
     np.testing.assert_allclose(q["logits"], net(x[None])[0], rtol=1e-5, atol=1e-6)
     assert q["sample"] is None and "label" not in q
@@ -122,7 +144,7 @@ def test_wide_network_diagram_folds_layers(tmp_path):
     net = Network(net.layers, net.activations, (7, 7))
     e = Explorer(Model(net, card_for_network(net)), config=CFG)
     try:
-        x = e.x_test[0]
+        x = e.data.x[0]
         p = e.forward_payload(x)
         col = p["diagram"]["columns"][1]
         assert len(col["shown"]) == CFG.max_nodes and col["more"] == 64 - CFG.max_nodes
@@ -141,7 +163,7 @@ def test_wide_network_diagram_folds_layers(tmp_path):
 
 def test_bounds_hold_at_the_input(client, seed, ex):
     """Tooltip bounds contain the input's own activations, and every envelope cut holds there."""
-    x = ex.x_test[3]
+    x = ex.data.x[3]
     b = client.post("/api/bounds", json={"x": x.tolist(), "eps": 0.02}).json()
     xl, xu = input_box(x[None], 0.02)
     assert b["input"]["lower"] == xl[0].tolist() and b["input"]["upper"] == xu[0].tolist()
@@ -163,9 +185,9 @@ def test_certify_matches_certify(client, seed, ex):
     the box and is misclassified."""
     net = seed.network
     for i, eps in ((0, 0.01), (0, 0.05), (1, 0.01)):
-        c = client.post("/api/certify", json={"sample": i, "eps": eps}).json()
-        ref = certify(net, ex.x_test[i:i + 1], ex.y_test[i:i + 1], eps, options=CertifyOptions(time_limit=1.0))[0]
-        assert c["status"] == ref.status.value and c["label"] == int(ex.y_test[i]) and c["label_source"] == "label"
+        c = client.post(lens_url("robustness", "certify"), json={"sample": i, "eps": eps}).json()
+        ref = certify(net, ex.data.x[i:i + 1], ex.data.y[i:i + 1], eps, options=CertifyOptions(time_limit=1.0))[0]
+        assert c["status"] == ref.status.value and c["label"] == int(ex.data.y[i]) and c["label_source"] == "label"
         got = np.array([math.inf if v is None else v for v in c["margin_lower"]])
         want = np.where(np.isfinite(ref.margin_lower), ref.margin_lower, math.inf)
         np.testing.assert_allclose(got, want)
@@ -173,23 +195,23 @@ def test_certify_matches_certify(client, seed, ex):
             assert all(v > 0 for k, v in enumerate(c["margin_lower"]) if k != c["label"])
         if c["status"] == "falsified":
             cex = np.array(c["counterexample"])
-            xl, xu = input_box(ex.x_test[i:i + 1], eps)
+            xl, xu = input_box(ex.data.x[i:i + 1], eps)
             assert np.all(cex >= xl[0]) and np.all(cex <= xu[0])
             assert int(net.predict(cex[None])[0]) == c["counterexample_prediction"] != c["label"]
     # A drawn input is certified for its own prediction unless a label is given.
-    x = ex.x_test[0]
-    c = client.post("/api/certify", json={"x": x.tolist(), "eps": 0.0}).json()
+    x = ex.data.x[0]
+    c = client.post(lens_url("robustness", "certify"), json={"x": x.tolist(), "eps": 0.0}).json()
     assert c["label_source"] == "prediction" and c["label"] == int(net.predict(x[None])[0]) and c["status"] == "verified"
-    c = client.post("/api/certify", json={"x": x.tolist(), "eps": 0.0, "label": 5}).json()
+    c = client.post(lens_url("robustness", "certify"), json={"x": x.tolist(), "eps": 0.0, "label": 5}).json()
     assert c["label"] == 5 and c["status"] == "falsified" and c["decided_by"] == "clean"
 
 
 def test_certify_time_limit_answers_timeout(seed):
     """A live LP request that exceeds its wall-clock limit answers status 'timeout', not an error."""
-    e = Explorer(seed, config=ExplorerConfig(sweep_samples=0, request_timeout=1e-3, time_limit=0.05))
+    e = Explorer(seed, config=ExplorerConfig(lenses=NO_SWEEP, request_timeout=1e-3, time_limit=0.05))
     try:
-        with TestClient(create_app(e, start_sweep=False)) as c:
-            r = c.post("/api/certify", json={"sample": 4, "eps": 0.013})
+        with TestClient(create_app(e, warm=False)) as c:
+            r = c.post(lens_url("robustness", "certify"), json={"sample": 4, "eps": 0.013})
             assert r.status_code == 200
             d = r.json()
             assert d["status"] == "timeout" and "time" in d["message"] and d["eps"] == 0.013
@@ -199,17 +221,17 @@ def test_certify_time_limit_answers_timeout(seed):
 
 def test_robust_codes(client, seed, ex):
     """/api/robust gives one status letter per test sample, agreeing with certify on those samples."""
-    r = client.get("/api/robust", params={"eps": 0.01}).json()
+    r = client.post(lens_url("robustness", "robust"), json={"eps": 0.01}).json()
     assert len(r["codes"]) == 2000 and set(r["codes"]) <= set("vfu")
     assert sum(r["counts"].values()) == 2000
     idx = np.arange(0, 2000, 250)
-    ref = certify(seed.network, ex.x_test[idx], ex.y_test[idx], 0.01, options=CertifyOptions(time_limit=1.0))
+    ref = certify(seed.network, ex.data.x[idx], ex.data.y[idx], 0.01, options=CertifyOptions(time_limit=1.0))
     assert [r["codes"][i] for i in idx] == [c.status.value[0] for c in ref]
 
 
 def test_sweep_summary(client):
     """The background sweep finishes and gives per-digit rates from summarize()."""
-    d = poll(client, "/api/sweep", timeout=120)
+    d = poll(client, "robustness", "sweep", timeout=120)
     assert d["status"] == "ready", d
     sm = d["summary"]
     assert sm["eps"] == [0.01] and set(sm["per_digit"]) <= {str(k) for k in range(10)}
@@ -221,36 +243,36 @@ def test_sweep_summary(client):
 def test_neuron_panel(client, ex):
     """The neuron panel carries the neuron analysis (maximiser at least the best test image and at most
     its LP bound), the suggested name, and the incoming weights."""
-    d = poll(client, "/api/neuron/1/2")
+    d = poll(client, "neurons", body={"layer": 1, "neuron": 2})
     assert d["key"] == "L1.n2" and d["report"]["status"] == "ready"
     rep = d["report"]
     mx = rep["maximiser"]
     assert rep["top_values"][0] <= mx["value"] + 1e-9 <= mx["safe_bound"] + 2e-9
-    assert len(rep["top_inputs"]) == CFG.top_images and len(rep["top_inputs"][0]) == 49
+    assert len(rep["top_inputs"]) == ex.options_for("neurons").top and len(rep["top_inputs"][0]) == 49
     assert np.array(rep["class_counts"]).sum() == ex.n_samples
     assert d["suggestion"]["key"] == "L1.n2" and 0 <= d["suggestion"]["score"] <= 1
-    d2 = poll(client, "/api/neuron/2/0")
+    d2 = poll(client, "neurons", body={"layer": 2, "neuron": 0})
     assert [n["key"] for n in d2["inputs"]] and {n["key"] for n in d2["inputs"]} == {"L1.n0", "L1.n1", "L1.n2"}
 
 
 def test_signatures_prototypes_trace(client, seed, ex):
     """Signatures and prototypes come from their analyses; a trace's flows add up to the logit."""
-    s = poll(client, "/api/signatures")
-    assert s["status"] == "ready" and s["result"]["eps"] == CFG.signature_eps
+    s = poll(client, "signatures")
+    assert s["status"] == "ready" and s["result"]["eps"] == ex.options_for("signatures").eps
     assert np.array(s["result"]["pixel_lower_freq"]).shape == (10, 49) and len(s["pixel_map"]) == 10
-    p = poll(client, "/api/prototypes")
+    p = poll(client, "prototypes")
     assert p["status"] == "ready"
     r = p["result"]
     assert np.all(np.array(r["prototype_margin"]) >= np.array(r["start_margin"]) - 1e-12)
-    t = client.post("/api/trace", json={"sample": 0, "target": 4}).json()
+    t = client.post(lens_url("trace"), json={"sample": 0, "target": 4}).json()
     assert t["target"] == 4 and len(t["equations"]) == 2 and t["equations"][0].startswith("logit[4] = ")
-    logit = seed.network(ex.x_test[:1])[0, 4]
+    logit = seed.network(ex.data.x[:1])[0, 4]
     for layer in t["layers"]:
         assert sum(layer["flow"]) + layer["later_constants"] == pytest.approx(logit, abs=1e-4)
     assert t["pixel_total"] + t["pixel_constant"] == pytest.approx(logit, abs=1e-4)
     assert t["formula"]["digit"] == 4 and t["formula"]["text"].startswith("digit 4")
-    d = client.post("/api/trace", json={"sample": 0}).json()
-    assert d["target"] == d["prediction"] == int(seed.network.predict(ex.x_test[:1])[0])
+    d = client.post(lens_url("trace"), json={"sample": 0}).json()
+    assert d["target"] == d["prediction"] == int(seed.network.predict(ex.data.x[:1])[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,7 +285,7 @@ def test_rename_in_memory_for_a_bundled_model(client):
     assert r.status_code == 200 and r.json()["name"] == "Frame" and r.json()["saved_to"] is None
     m = client.get("/api/model").json()
     assert m["layers"][0]["neurons"][0] == {"key": "L1.n0", "name": "Frame", "named": True}
-    t = client.post("/api/trace", json={"sample": 0}).json()
+    t = client.post(lens_url("trace"), json={"sample": 0}).json()
     assert t["layers"][0]["names"][0] == "Frame"
     assert client.post("/api/rename", json={"layer": 1, "neuron": 0, "name": ""}).json()["name"] == "L1.n0"
 
@@ -272,9 +294,9 @@ def test_rename_saves_the_card_of_a_model_directory(tmp_path, seed):
     """For a model directory the name goes into its card.json on disk, read back by load_model."""
     d = tmp_path / "m"
     save_model(seed, d)
-    e = Explorer(load_model(d), config=ExplorerConfig(sweep_samples=0))
+    e = Explorer(load_model(d), config=ExplorerConfig(lenses=NO_SWEEP))
     try:
-        with TestClient(create_app(e, start_sweep=False)) as c:
+        with TestClient(create_app(e, warm=False)) as c:
             r = c.post("/api/rename", json={"layer": 2, "neuron": 1, "name": "Loop"}).json()
             assert r["storage"] == "model-dir" and Path(r["saved_to"]) == (d / "card.json").resolve()
         names = json.loads((d / "card.json").read_text())["neuron_names"]
@@ -289,11 +311,11 @@ def test_rename_bundled_model_with_names_dir(tmp_path, seed):
     next start; the installed package is never written."""
     pkg_card = (Path(__import__("polylens").__file__).parent / "models" / "seed" / "card.json")
     before = pkg_card.read_bytes()
-    e = Explorer(seed, config=ExplorerConfig(sweep_samples=0), names_dir=tmp_path / "names")
+    e = Explorer(seed, config=ExplorerConfig(lenses=NO_SWEEP), names_dir=tmp_path / "names")
     e.rename(1, 1, "Spine")
     e.close()
     assert (tmp_path / "names" / "seed" / "card.json").is_file()
-    e2 = Explorer(seed, config=ExplorerConfig(sweep_samples=0), names_dir=tmp_path / "names")
+    e2 = Explorer(seed, config=ExplorerConfig(lenses=NO_SWEEP), names_dir=tmp_path / "names")
     assert e2.model.neuron_name(1, 1) == "Spine" and e2.names.kind == "names-dir"
     e2.close()
     assert pkg_card.read_bytes() == before
@@ -324,24 +346,28 @@ BAD = [
     ("post", "/api/bounds", {"sample": 0, "eps": -0.1}, 400),
     ("post", "/api/bounds", {"sample": 0, "eps": 2}, 400),
     ("post", "/api/bounds", {"sample": 0, "eps": "big"}, 400),
-    ("post", "/api/certify", {"sample": 0, "eps": 0.01, "label": 10}, 400),
-    ("post", "/api/certify", {"sample": 0, "eps": 0.01, "label": -1}, 400),
-    ("post", "/api/certify", {"sample": 0, "epsilon": 0.01}, 400),
-    ("get", "/api/robust?eps=1.5", None, 400),
-    ("get", "/api/robust?eps=nan", None, 400),
-    ("get", "/api/robust?eps=", None, 400),
-    ("get", "/api/neuron/0/0", None, 400),
-    ("get", "/api/neuron/3/0", None, 400),
-    ("get", "/api/neuron/1/3", None, 400),
-    ("get", "/api/neuron/a/b", None, 400),
+    ("post", "/api/lens/robustness/certify", {"sample": 0, "eps": 0.01, "label": 10}, 400),
+    ("post", "/api/lens/robustness/certify", {"sample": 0, "eps": 0.01, "label": -1}, 400),
+    ("post", "/api/lens/robustness/certify", {"sample": 0, "epsilon": 0.01}, 400),
+    ("post", "/api/lens/robustness/certify", {"eps": 0.01}, 400),
+    ("get", "/api/lens/robustness/robust?eps=1.5", None, 400),
+    ("get", "/api/lens/robustness/robust?eps=nan", None, 400),
+    ("get", "/api/lens/robustness/robust?eps=", None, 400),
+    ("post", "/api/lens/robustness/robust", {"eps": 0.01, "sample": 0}, 400),
+    ("post", "/api/lens/neurons", {"layer": 0, "neuron": 0}, 400),
+    ("post", "/api/lens/neurons", {"layer": 3, "neuron": 0}, 400),
+    ("post", "/api/lens/neurons", {"layer": 1, "neuron": 3}, 400),
+    ("post", "/api/lens/neurons", {"layer": "a", "neuron": "b"}, 400),
+    ("get", "/api/lens/nothing", None, 404),
+    ("get", "/api/lens/robustness/nothing", None, 404),
     ("post", "/api/rename", {"layer": 1, "neuron": 0}, 400),
     ("post", "/api/rename", {"layer": 1, "neuron": 5, "name": "x"}, 400),
     ("post", "/api/rename", {"layer": 1, "neuron": 0, "name": 3}, 400),
     ("post", "/api/rename", {"layer": 1, "neuron": 0, "name": "x" * 61}, 400),
     ("post", "/api/rename", {"layer": 1, "neuron": 0, "name": "a\nb\x00"}, 400),
     ("post", "/api/rename", {"layer": 1, "neuron": 0, "name": "x", "path": "/tmp"}, 400),
-    ("post", "/api/trace", {"sample": 0, "target": 10}, 400),
-    ("get", "/api/signatures?eps=-1", None, 400),
+    ("post", "/api/lens/trace", {"sample": 0, "target": 10}, 400),
+    ("get", "/api/lens/signatures?eps=-1", None, 400),
     ("get", "/api/nothing", None, 404),
     ("get", "/api/forward", None, 405),
     ("post", "/api/model", {}, 405),
@@ -365,10 +391,10 @@ def test_malformed_requests_get_4xx_json(client, method, url, body, status):
 
 def test_internal_errors_are_json_without_traceback(seed, monkeypatch):
     """A bug inside a handler answers 500 with a one-line JSON error, not a traceback."""
-    e = Explorer(seed, config=ExplorerConfig(sweep_samples=0))
+    e = Explorer(seed, config=ExplorerConfig(lenses=NO_SWEEP))
     monkeypatch.setattr(e, "forward_payload", lambda *a, **k: 1 / 0)
     try:
-        with TestClient(create_app(e, start_sweep=False), raise_server_exceptions=False) as c:
+        with TestClient(create_app(e, warm=False), raise_server_exceptions=False) as c:
             r = c.post("/api/forward", json={"sample": 0})
             assert r.status_code == 500 and "ZeroDivisionError" in r.json()["error"] and "Traceback" not in r.text
     finally:
@@ -389,7 +415,7 @@ def test_choose_samples_is_balanced():
 def test_export_writes_the_live_payloads(tmp_path, seed, ex):
     """export_site writes index.html, the modules, plotly, and per-sample JSON equal to the live
     payloads: forward pass, certificates at every grid eps, traces; core holds the neuron panels."""
-    cfg = ExplorerConfig(sweep_samples=10, sweep_eps=(0.01,), signature_images=3)
+    cfg = ExplorerConfig(lenses={"robustness": {"images": 10, "eps": (0.01,)}, "signatures": {"per_digit": 3}})
     res = export_site_report(seed, tmp_path / "site", n_samples=4, eps_grid=(0.0, 0.02), config=cfg)
     out = tmp_path / "site"
     assert Path(res["index"]) == out / "index.html" and res["n_samples"] == 4
@@ -401,19 +427,26 @@ def test_export_writes_the_live_payloads(tmp_path, seed, ex):
     assert '"mode": "static"' in conf and "data:text/javascript;base64," in conf
     core = json.loads((out / "data/core.json").read_text())
     idx = core["samples"]["indices"]
-    assert idx == choose_samples(ex.y_test, 4, 10).tolist() and core["eps_grid"] == [0.0, 0.02]
-    assert set(core["neurons"]) == {"L1.n0", "L1.n1", "L1.n2", "L2.n0", "L2.n1", "L2.n2"}
-    assert core["neurons"]["L1.n0"]["report"]["status"] == "ready"
-    assert core["sweep"]["status"] == "ready" and core["signatures"]["status"] == "ready"
+    assert idx == choose_samples(ex.data.y, 4, 10).tolist() and core["eps_grid"] == [0.0, 0.02]
+    assert [l["name"] for l in core["model"]["lenses"]] == [l["name"] for l in lens_catalog()]
+    neurons = json.loads((out / "data/lens-neurons.json").read_text())["main"]
+    keys = [canonical_key({"layer": l, "neuron": j}) for l in (1, 2) for j in range(3)]
+    assert sorted(neurons) == sorted(keys) and neurons[keys[0]]["report"]["status"] == "ready"
+    rob = json.loads((out / "data/lens-robustness.json").read_text())
+    assert rob["sweep"]["{}"]["status"] == "ready"
+    assert json.loads((out / "data/lens-signatures.json").read_text())["main"]["{}"]["status"] == "ready"
     i = idx[1]
     sp = json.loads((out / f"data/sample-{i}.json").read_text())
-    live = ex.forward_payload(ex.x_test[i], i)
+    live = ex.forward_payload(ex.data.x[i], i)
     assert sp["forward"]["logits"] == live["logits"] and sp["forward"]["diagram"] == live["diagram"]
     for g, eps in enumerate(core["eps_grid"]):
-        ref = certify(seed.network, ex.x_test[i:i + 1], ex.y_test[i:i + 1], eps)[0]
-        assert sp["certify"][g]["status"] == ref.status.value and sp["bounds"][g]["eps"] == eps
-        assert core["robust"][g]["codes"][1] == ref.status.value[0]
-    assert [t["target"] for t in sp["trace"]] == list(range(10))
+        ref = certify(seed.network, ex.data.x[i:i + 1], ex.data.y[i:i + 1], eps)[0]
+        key = canonical_key({"eps": eps})
+        assert sp["lens"]["robustness/certify"][key]["status"] == ref.status.value and sp["bounds"][g]["eps"] == eps
+        assert rob["robust"][key]["codes"][1] == ref.status.value[0]
+    traces = sp["lens"]["trace/main"]
+    assert sorted(traces) == sorted(canonical_key({"target": k}) for k in [None, *range(10)])
+    assert [traces[canonical_key({"target": k})]["target"] for k in range(10)] == list(range(10))
     js = (out / f"data/sample-{i}.js").read_text()
     assert js.startswith(f'polylensData("sample-{i}",') and json.loads(js[js.index(",") + 1:js.rindex(")")]) == sp
 
@@ -425,7 +458,8 @@ def test_report_writer_puts_the_site_next_to_the_report(tmp_path, seed):
     from polylens.explorer.export import report_writer
 
     files = report_writer(SimpleNamespace(model=seed, out=tmp_path), n_samples=2,
-                          config=ExplorerConfig(sweep_samples=4, sweep_eps=(0.01,), signature_images=2))
+                          config=ExplorerConfig(lenses={"robustness": {"images": 4, "eps": (0.01,)},
+                                                        "signatures": {"per_digit": 2}}))
     assert tmp_path / "explorer" / "index.html" in files and all(f.is_file() for f in files)
 
 
@@ -439,7 +473,7 @@ def test_cli_export_site(tmp_path):
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         rc = main(["export-site", "seed", str(tmp_path / "s"), "--samples", "2", "--eps-grid", "0.01",
-                   "--sweep-samples", "5", "--json"])
+                   "--set", "robustness.images=5", "--json"])
     assert rc == 0
     d = json.loads(buf.getvalue())
     assert d["n_samples"] == 2 and (tmp_path / "s" / "index.html").is_file() and d["eps_grid"] == [0.01]
@@ -454,7 +488,7 @@ def test_cli_serve_prints_the_url_and_serves(tmp_path):
     import urllib.request
 
     code = "from polylens.cli import main; raise SystemExit(main())"
-    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "seed", "--port", "0", "--sweep-samples", "0"],
+    proc = subprocess.Popen([sys.executable, "-c", code, "serve", "seed", "--port", "0", "--set", "robustness.images=0"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         line = proc.stdout.readline()
@@ -475,24 +509,24 @@ def test_model_without_data_or_image_grid():
     """A network with no test split and a flat 10-wide input still serves drawn inputs (forward,
     bounds, certify, trace); sample requests are 400 and the data-driven analyses say why."""
     net = random_network((10, 8, 3), "tanh", seed=2)
-    e = Explorer(Model(net, card_for_network(net)), config=ExplorerConfig(sweep_samples=5))
+    e = Explorer(Model(net, card_for_network(net)), config=ExplorerConfig(lenses={"robustness": {"images": 5}}))
     try:
-        with TestClient(create_app(e, start_sweep=False)) as c:
+        with TestClient(create_app(e, warm=False)) as c:
             m = c.get("/api/model").json()
             assert m["n_samples"] == 0 and m["input_shape"] == [10] and "dataset 'unknown'" in m["data_note"]
             x = [0.5] * 10
             f = c.post("/api/forward", json={"x": x}).json()
             assert f["prediction"] == int(net.predict(np.array([x]))[0])
             assert c.post("/api/bounds", json={"x": x, "eps": 0.1}).status_code == 200
-            assert c.post("/api/certify", json={"x": x, "eps": 0.0}).json()["status"] == "verified"
-            assert len(c.post("/api/trace", json={"x": x}).json()["equations"]) == 1
+            assert c.post(lens_url("robustness", "certify"), json={"x": x, "eps": 0.0}).json()["status"] == "verified"
+            assert len(c.post(lens_url("trace"), json={"x": x}).json()["equations"]) == 1
             r = c.post("/api/forward", json={"sample": 0})
             assert r.status_code == 400 and "send 'x' instead" in r.json()["error"]
-            assert c.get("/api/sweep").json()["status"] == "disabled"
-            n = poll(c, "/api/neuron/1/0")
+            assert c.post(lens_url("robustness", "sweep"), json={}).json()["status"] == "disabled"
+            n = poll(c, "neurons", body={"layer": 1, "neuron": 0})
             assert n["report"]["status"] == "error" and "needs test images" in n["report"]["error"]
             assert n["suggestion"] is None
-            s = poll(c, "/api/signatures")
+            s = poll(c, "signatures")
             assert s["status"] == "error" and "needs test images" in s["error"]
     finally:
         e.close()

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from polylens.explorer.api import Explorer, ExplorerConfig
+from polylens.lenses import get_lens
 from polylens.nn.model import Model, card_for_network, load_model, save_model
 from polylens.nn.network import Network
 
@@ -31,7 +32,8 @@ if not Path(CHROMIUM).exists():  # pragma: no cover - ./dev setup installs it
                 pytrace=False)
 sync_api = pytest.importorskip("playwright.sync_api")
 
-CFG = ExplorerConfig(sweep_samples=10, sweep_eps=(0.01,), sweep_chunk=10, signature_images=3, time_limit=1.0)
+CFG = ExplorerConfig(lenses={"robustness": {"images": 10, "eps": (0.01,), "chunk": 10}, "signatures": {"per_digit": 3}},
+                     time_limit=1.0)
 LOCAL = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -62,7 +64,7 @@ class ServerThread:
         self.thread.start()
         t0 = time.monotonic()
         while not self.server.started:
-            assert time.monotonic() - t0 < 20, "the explorer server did not start"
+            assert time.monotonic() - t0 < 60, "the explorer server did not start"
             time.sleep(0.02)
 
     def stop(self):
@@ -168,7 +170,7 @@ def test_click_opens_neuron_panel(page, shots):
     text = panel.inner_text()
     assert "LP maximiser" in text and "LP minimiser" in text and "most activating test images" in text
     assert "suggested name:" in text and "score" in text
-    assert page.locator("#neuron-view .thumbs.top .thumb").count() == CFG.top_images
+    assert page.locator("#neuron-view .thumbs.top .thumb").count() == get_lens("neurons").make_options().top
     page.wait_for_selector("#neuron-hist .main-svg")
     assert "n=L1.n1" in page.url
     page.mouse.move(5, 5)
@@ -295,7 +297,8 @@ def site(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("site")
     export_site(load_model("seed"), out, n_samples=6, eps_grid=(0.0, 0.01, 0.05),
-                config=ExplorerConfig(sweep_samples=10, sweep_eps=(0.0, 0.01), signature_images=3))
+                config=ExplorerConfig(lenses={"robustness": {"images": 10, "eps": (0.0, 0.01)},
+                                              "signatures": {"per_digit": 3}}))
     return out
 
 

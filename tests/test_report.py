@@ -22,10 +22,17 @@ from polylens.cli import main
 from polylens.nn.model import Model, card_for_network, load_model, model_split, save_model
 from polylens.nn.network import Network
 from polylens.report import figures as F
-from polylens.report.build import (SECTION_IDS, ReportOptions, counterfactuals_section, neurons_section,
-                                   prototypes_section, robustness_section, run_report, signatures_section,
-                                   traces_section)
+from polylens.data.labelled import Data
+from polylens.lenses import report_lenses
+from polylens.lenses.discover.sections import (counterfactuals_section, neurons_section, prototypes_section,
+                                               signatures_section, traces_section)
+from polylens.lenses.verify.lens import Robustness, robustness_section
+from polylens.lenses.base import SectionContext
+from polylens.report.build import ReportOptions, run_report
 from polylens.report.html import ReportFigure, Section, Table, write_report
+
+#: The sections of a full report, in order: one per lens of the report.
+SECTION_IDS = tuple(l.name for l in report_lenses())
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -190,7 +197,8 @@ def assert_self_contained(text: str, ids=SECTION_IDS) -> _Collect:
 @pytest.fixture(scope="module")
 def sections(results, seed):
     names = results["names"].as_names()
-    return [robustness_section(results["sweep"]), signatures_section(results["signatures"], names),
+    sweep = Robustness(results["sweep"], "bundled:seed", "test", False)
+    return [robustness_section(sweep, SectionContext(seed, None)), signatures_section(results["signatures"], names),
             prototypes_section(results["prototypes"]), counterfactuals_section(results["counterfactuals"]),
             neurons_section(results["neurons"], results["names"], {}, names),
             traces_section(results["formulas"], seed.network.input_shape)]
@@ -253,8 +261,9 @@ def test_report_of_a_non_image_model(tmp_path):
     x = rng.random((60, 5))
     y = net.predict(x)
     y[:5] = (y[:5] + 1) % 3  # a few mistakes, so the counterfactual pairs have confusions
-    run = run_report(model, tmp_path, ReportOptions(sweep_eps=(0.0, 0.05), workers=1, signature_per_digit=5,
-                                                    n_pairs=1), x=x, y=y)
+    opts = ReportOptions(overrides={"robustness": {"eps": (0.0, 0.05), "workers": 1},
+                                    "signatures": {"per_digit": 5}, "counterfactuals": {"pairs": 1}})
+    run = run_report(model, tmp_path, opts, data=Data(x, y))
     assert run.errors == {}
     text = run.report.read_text()
     assert_self_contained(text)
@@ -324,9 +333,11 @@ def test_cli_trace_flows_add_up():
 
 @pytest.mark.parametrize("args, needle", [
     (("signatures", "seed", "--objective", "loss"), "'--objective'"),
-    (("trace", "seed", "--index", "5000"), "'--index'"),
-    (("trace", "seed", "--index", "1", "--target", "10"), "'--target'"),
-    (("report", "seed", "--eps", "0,x"), "'--eps'"),
+    (("trace", "seed", "--index", "5000"), "'index'"),
+    (("trace", "seed", "--index", "1", "--target", "10"), "'target'"),
+    (("report", "seed", "--set", "robustness.eps=0,x"), "'robustness.eps'"),
+    (("report", "seed", "--set", "nolens.eps=0"), "'nolens'"),
+    (("report", "seed", "--only", "signatures,nolens"), "'nolens'"),
 ])
 def test_cli_errors_are_one_line(args, needle):
     """Bad options give exactly one error line naming the option, and exit status 2."""

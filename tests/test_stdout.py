@@ -16,22 +16,45 @@ import typer
 
 from polylens.cli import app
 
-#: A quick invocation of every command that has --json (``{out}`` is a fresh directory). A new
-#: command with --json must be added here: test_every_json_command_is_covered fails until it is.
+#: A quick invocation of every command that has --json (``{out}`` is a fresh directory); the lens
+#: commands are made from the registry below. A new command with --json that is not a lens must be
+#: added here: test_every_json_command_is_covered fails until it is.
 INVOCATIONS: dict[str, list[str]] = {
     "train": ["train", "49-3-10", "--epochs", "1", "--out", "{out}/model"],
     "info": ["info", "seed"],
     "predict": ["predict", "seed", "--index", "0,1"],
     "verify": ["verify", "seed", "--eps", "0,0.02", "--n", "12", "--workers", "2"],
     "demo": ["demo", "--n", "12", "--workers", "2", "--out", "{out}/demo"],
-    "signatures": ["signatures", "seed", "--n", "60", "--per-digit", "2"],
-    "prototypes": ["prototypes", "seed", "--n", "60"],
-    "neurons": ["neurons", "seed", "--n", "60"],
-    "trace": ["trace", "seed", "--index", "0"],
     "report": ["report", "seed", "--n", "12", "--workers", "2", "--out", "{out}/report"],
-    "export-site": ["export-site", "seed", "{out}/site", "--samples", "4", "--sweep-samples", "4",
-                    "--eps-grid", "0,0.01"],
+    "export-site": ["export-site", "seed", "{out}/site", "--samples", "4", "--set", "robustness.images=4",
+                    "--set", "signatures.per_digit=2", "--eps-grid", "0,0.01"],
 }
+
+
+def _lens_invocations() -> dict[str, list[str]]:
+    """Every lens command, run quickly: the lens's quick options on the first 60 test images."""
+    from polylens.lenses import all_lenses
+    from polylens.lenses.base import option_specs
+
+    out = {}
+    for lens in all_lenses():
+        specs = {s.name: s for s in option_specs(lens.options)}
+        args = [lens.cli_name, "seed"] + (["--n", "60"] if lens.needs_data else [])
+        for k, v in lens.quick.items():
+            spec = specs[k]
+            if not spec.cli:
+                continue
+            if spec.kind == "bool":
+                args.append(spec.flag if v else "--no-" + spec.flag[2:])
+            else:
+                text = ",".join(f"{e:g}" if isinstance(e, float) else str(e) for e in v) if isinstance(v, tuple) else str(v)
+                args += [spec.flag, text]
+        out[lens.cli_name] = args
+    return out
+
+
+for _name, _args in _lens_invocations().items():
+    INVOCATIONS.setdefault(_name, _args)  # an explicit invocation above (verify with 2 workers) wins
 
 
 def json_commands() -> set[str]:

@@ -1,9 +1,9 @@
 """The polylens command line.
 
-One typer app, :data:`app`; each area registers its commands on it from its own module
-(``cli/models.py``: train, info, predict; ``cli/demo.py``: demo). To add an area, write
-``cli/<area>.py`` that does ``from polylens.cli import app`` and decorates functions with
-``@app.command()``, then add its name to :data:`COMMAND_MODULES`.
+One typer app, :data:`app`. Every registered lens gets its command from its declaration
+(``cli/lenses.py``, which also holds ``report``); the commands that are not analyses register
+themselves from their own modules (``cli/models.py``: train, info, predict; ``cli/demo.py``: demo;
+``cli/explore.py``: serve, export-site).
 
 Every command has ``--json`` (one JSON object on stdout). Errors a user can cause (a
 :class:`~polylens.errors.PolylensError`, a missing file, a bad option value, an unknown option)
@@ -30,7 +30,7 @@ __all__ = ["COMMAND_MODULES", "EXIT_ERROR", "app", "main"]
 EXIT_ERROR = 2
 
 #: Modules under polylens.cli that register commands on :data:`app`, in help order.
-COMMAND_MODULES: tuple[str, ...] = ("models", "verify", "demo", "analyses", "explore")
+COMMAND_MODULES: tuple[str, ...] = ("models", "lenses", "demo", "explore")
 
 app = typer.Typer(
     name="polylens",

@@ -7,11 +7,12 @@ object); progress bars and notes go to stderr, so ``--json`` output can always b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from polylens.stdio import json_stream
 
 __all__ = [
     "JSON_HELP", "MODEL_HELP", "accuracy_table", "err_console", "jsonable", "load_inputs", "load_model_arg",
-    "out_console", "parse_float_list", "parse_int_list", "percent", "print_json", "softmax",
+    "out_console", "parse_float_list", "parse_int_list", "percent", "print_json", "progress_reporter", "softmax",
 ]
 
 MODEL_HELP = "A model directory, an .onnx file, or a bundled model name (e.g. 'seed')."
@@ -158,3 +159,37 @@ def accuracy_table(per_class: Iterable[float], counts: Iterable[int] | None = No
             row.append(str(counts[c]))
         table.add_row(*row)
     return table
+
+
+@contextlib.contextmanager
+def progress_reporter(enabled: bool = True, stages: int | None = None) -> Iterator[tuple[Callable[[str], None],
+                                                                                          Callable[[int, int], None]]]:
+    """A rich progress display on stderr; yields ``(say, units)``: ``say(message)`` starts a stage
+    (an overall bar over ``stages`` when given), ``units(done, total)`` moves the unit bar of the
+    current stage (e.g. a sweep). Silent when stderr is not a terminal or ``enabled`` is False."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = err_console()
+    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, disable=not (enabled and console.is_terminal), transient=False)
+    with prog:
+        overall = prog.add_task("starting", total=stages) if stages else None
+        state = {"unit": None, "count": 0}
+
+        def say(message: str) -> None:
+            if overall is not None:
+                if state["count"]:
+                    prog.advance(overall)
+                state["count"] += 1
+                prog.update(overall, description=message)
+            else:
+                prog.console.print(f"[dim]{message}[/]")
+
+        def units(done: int, total: int) -> None:
+            if state["unit"] is None:
+                state["unit"] = prog.add_task("  sweep units (image, eps)", total=total)
+            prog.update(state["unit"], completed=done, total=total)
+
+        yield say, units
+        if overall is not None:
+            prog.update(overall, completed=stages, description="done")

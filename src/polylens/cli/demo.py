@@ -2,13 +2,13 @@
 
 The demo loads the seed model (49-3-3-10 GELU on 7x7 MNIST), evaluates it on its 2,000 test images
 and runs the full report (:func:`polylens.report.build.run_report`): the robustness sweep over
-eps = 0, 0.005, 0.01, 0.02, 0.03, 0.05 on every test image (resumable, stored in ``OUT/sweep``, so a
-second run reuses it), constraint signatures, prototypes, counterfactuals for a few instructive
+eps = 0, 0.005, 0.01, 0.02, 0.03, 0.05 on every test image (resumable, stored in
+``OUT/store/robustness``, so a second run reuses it) and every other lens of the report (see
+:mod:`polylens.lenses`): constraint signatures, prototypes, counterfactuals for a few instructive
 pairs, neuron patterns with suggested names, and the flow and formula of every digit. It writes
 
 ``OUT/report.html``
-    one self-contained HTML file (figures embedded, no external requests), with the sections
-    robustness, signatures, prototypes, counterfactuals, neurons and traces;
+    one self-contained HTML file (figures embedded, no external requests), one section per lens;
 ``OUT/figures``, ``OUT/tables``, ``OUT/data``
     the figures (PNG, SVG), tables (CSV) and data (JSON) of the report;
 ``OUT/demo.json``, ``OUT/timings.json``
@@ -114,10 +114,12 @@ def run_demo(out: str | Path | None = DEFAULT_OUT, progress: Callable[[str], Non
                         test_counts=counts, out=out_dir, files=())
     if out_dir is None:
         return result
+    from polylens.data.labelled import Data
     from polylens.report.build import ReportOptions, run_report
 
-    opts = ReportOptions(sweep_eps=tuple(eps), workers=workers, n_images=n)
-    run = run_report(model, out_dir, opts, x=split.x_test, y=split.y_test, images=split.images_test,
+    opts = ReportOptions(overrides={"robustness": {"eps": tuple(eps), "workers": workers}}, n_images=n)
+    data = Data(split.x_test, split.y_test, split.images_test, f"{split.name} test split")
+    run = run_report(model, out_dir, opts, data=data,
                      progress=say, units=units, title="polylens demo: the seed network on 7x7 MNIST",
                      writers=tuple(EXTRA_WRITERS if writers is None else writers))
     timings = {**run.timings, "total": time.perf_counter() - t0}
@@ -138,13 +140,15 @@ def demo(
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Open the bundled seed network (49-3-3-10 GELU on 7x7 MNIST), run every analysis and write the HTML report."""
-    from polylens.cli.analyses import progress_reporter
+    from polylens.cli._common import progress_reporter
+    from polylens.lenses import report_lenses
 
     if n is not None and n < 1:
         from polylens.errors import ParameterError
 
         raise ParameterError(f"The '--n' option must be a positive int. Got {n} instead.")
-    with progress_reporter(not json_out, stages=10) as (say, units):
+    # Stages: loading the model, its test split, evaluating, one per lens of the report, writing.
+    with progress_reporter(not json_out, stages=3 + len(report_lenses()) + 1) as (say, units):
         result = run_demo(out, say, n=n, workers=workers, units=units)
     if json_out:
         print_json(result.to_dict())

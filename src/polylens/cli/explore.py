@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -16,10 +16,22 @@ from polylens.errors import ParameterError
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _config(eps: float, time_limit: float, sweep_samples: int, max_nodes: int):
-    from polylens.explorer.api import ExplorerConfig
+SET_HELP = ("A lens option in the explorer, e.g. --set robustness.images=0 (no background sweep) or --set "
+            "signatures.per_digit=10 (repeatable).")
 
-    return ExplorerConfig(eps=eps, time_limit=time_limit, sweep_samples=sweep_samples, max_nodes=max_nodes)
+
+def _config(eps: float, time_limit: float, settings: List[str], max_nodes: int):
+    from polylens.cli.lenses import parse_settings
+    from polylens.explorer.api import ExplorerConfig
+    from polylens.lenses import get_lens
+
+    lenses = {}
+    for name, values in parse_settings(settings).items():
+        lens = get_lens(name)
+        labels = {k: f"{lens.name}.{k}" for k in values}
+        lens.options.from_text(values, labels)  # each value checked, the error naming it as given
+        lenses[lens.name] = values
+    return ExplorerConfig(eps=eps, time_limit=time_limit, max_nodes=max_nodes, lenses=lenses)
 
 
 @app.command()
@@ -33,8 +45,7 @@ def serve(
                                              "card.json. Without it, such names live in memory only."),
     eps: float = typer.Option(0.01, "--eps", help="Starting radius of the eps slider."),
     time_limit: float = typer.Option(1.0, "--time-limit", help="Seconds per LP solve of a live check."),
-    sweep_samples: int = typer.Option(200, "--sweep-samples", help="Test images in the background robustness "
-                                      "sweep (0: none)."),
+    settings: List[str] = typer.Option([], "--set", help=SET_HELP),
     max_nodes: int = typer.Option(16, "--max-nodes", help="Neurons drawn per hidden layer (the rest fold into "
                                   "one '+N more' node)."),
 ) -> None:
@@ -46,7 +57,7 @@ def serve(
     if not 0 <= port <= 65535:
         raise ParameterError(f"The '--port' option must be an int in [0, 65535]. Got {port} instead.")
     m = load_model_arg(model)
-    cfg = _config(eps, time_limit, sweep_samples, max_nodes)
+    cfg = _config(eps, time_limit, settings, max_nodes)
     application = create_app(m, config=cfg, names_dir=names_dir)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and
@@ -87,7 +98,7 @@ def export_site_command(
     samples: int = typer.Option(60, "--samples", help="Test samples to precompute (balanced over classes)."),
     eps_grid: str = typer.Option("0,0.005,0.01,0.02,0.03,0.05,0.1", "--eps-grid",
                                  help="Radii precomputed for each sample (the slider moves over these)."),
-    sweep_samples: int = typer.Option(200, "--sweep-samples", help="Test images in the robustness sweep."),
+    settings: List[str] = typer.Option([], "--set", help=SET_HELP),
     max_nodes: int = typer.Option(16, "--max-nodes", help="Neurons drawn per hidden layer."),
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -99,7 +110,7 @@ def export_site_command(
     if samples < 0:
         raise ParameterError(f"The '--samples' option must be an int in [0, inf). Got {samples} instead.")
     m = load_model_arg(model)
-    cfg = _config(min(grid, key=lambda e: abs(e - 0.01)), 1.0, sweep_samples, max_nodes)
+    cfg = _config(min(grid, key=lambda e: abs(e - 0.01)), 1.0, settings, max_nodes)
     con = err_console()
     with con.status("exporting") as status:
         res = export_site_report(m, out, n_samples=samples, eps_grid=grid, config=cfg,

@@ -1,21 +1,20 @@
-"""JSON payloads of the explorer: what the web page shows, built from polylens result objects.
+"""The explorer's session: the shell payloads (model, samples, forward pass, bounds, names) and the
+one generic entry for every lens's payloads.
 
 Everything the page draws comes from here; the browser does no arithmetic on the network. One
-:class:`Explorer` wraps a loaded :class:`~polylens.nn.model.Model` and its test split and answers
-each question of the page with a JSON-ready dict (numbers, lists, strings, None). The live server
-(:mod:`polylens.explorer.server`) calls these builders per request; the static export
-(:mod:`polylens.explorer.export`) calls the same builders ahead of time and writes their output.
+:class:`Explorer` wraps a loaded :class:`~polylens.nn.model.Model` and its test split. Its shell
+answers what every view shares (:meth:`Explorer.model_payload`, :meth:`Explorer.samples_payload`,
+:meth:`Explorer.forward_payload`, :meth:`Explorer.bounds_payload`, :meth:`Explorer.rename`); every
+analysis is asked through :meth:`Explorer.lens_payload` ``(name, kind, params)``, which finds the
+lens in the registry, checks the request's parameters against the payload's declaration, resolves
+the input of per-input payloads and runs background payloads as jobs. The live server
+(:mod:`polylens.explorer.server`) calls these per request; the static export
+(:mod:`polylens.explorer.export`) calls the same ahead of time and writes their output.
 
-Payloads (see ``docs/explorer.md`` for every field):
-
-* :meth:`Explorer.model_payload` - architecture, layers, neuron keys and names, where names are kept.
-* :meth:`Explorer.samples_payload` - label and prediction of every test sample (navigation, filters).
-* :meth:`Explorer.forward_payload` - activations of one input and the network diagram to draw.
-* :meth:`Explorer.bounds_payload` - interval bounds and envelope cuts of every neuron at eps (tooltips).
-* :meth:`Explorer.certify_payload` - a :class:`~polylens.lenses.verify.certify.Certificate` as JSON.
-* :meth:`Explorer.robust_payload` - certification status of every test sample at one eps.
-* :meth:`Explorer.neuron_payload`, :meth:`signatures_payload`, :meth:`prototypes_payload`,
-  :meth:`trace_payload` - the analyses of the neurons, signatures, prototypes and trace modules.
+Lens payload builders receive the session and read what they need from it: :attr:`Explorer.model`,
+:attr:`Explorer.network`, :attr:`Explorer.data`, :attr:`Explorer.config`, :meth:`Explorer.options_for`
+(a lens's options in the explorer), :meth:`Explorer.cache`, :meth:`Explorer.background` and
+:meth:`Explorer.resource`.
 
 Inputs from requests are validated here with the project's one message template; a bad value
 raises :class:`~polylens.errors.ParameterError`, which the server turns into a 400 JSON error.
@@ -30,15 +29,14 @@ raises :class:`~polylens.errors.ParameterError`, which the server turns into a 4
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import threading
-import time
-import warnings
 from collections import OrderedDict
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -49,8 +47,8 @@ from polylens.nn.network import Network
 from polylens.validation import check_float, check_int
 
 __all__ = [
-    "Explorer", "ExplorerConfig", "NameStore", "SweepRunner", "batch_bounds_payloads", "sweep_rows",
-    "check_keys", "diagram_payload", "flow_diagram", "jsonify", "parse_eps", "parse_input",
+    "Explorer", "ExplorerConfig", "Input", "NameStore", "batch_bounds_payloads", "canonical_key", "check_keys",
+    "diagram_payload", "display", "exact", "flow_diagram", "jsonify", "lens_catalog", "parse_eps", "parse_input",
 ]
 
 Array = np.ndarray
@@ -73,14 +71,13 @@ class ExplorerConfig:
     """Settings of an explorer (live or exported).
 
     ``eps``: the starting radius. ``eps_max``: the slider's end. ``time_limit``: seconds per LP solve
-    of a live check (``CertifyOptions.time_limit``). ``request_timeout``: wall-clock seconds a live LP
-    request may take before it answers ``status: "timeout"``. ``cuts``: envelope cuts per side shown
-    in tooltips (HULL mode). ``max_nodes``: hidden neurons drawn per layer (the rest become one
-    "+N more" node). ``max_edges``: edges drawn per pair of adjacent layers, strongest |w * a| first.
-    ``sweep_samples`` / ``sweep_eps``: the background robustness sweep (0 samples: none).
-    ``sweep_chunk``: images per background job. ``top_images``: most and least activating test images
-    per neuron. ``signature_eps`` / ``signature_images``: radius and images per digit of the signature
-    analysis. ``prototype_eps`` / ``prototype_lam``: radius and L1 price of the prototypes.
+    of a live check. ``request_timeout``: wall-clock seconds a live LP request may take before it
+    answers ``status: "timeout"``. ``cuts``: envelope cuts per side shown in tooltips (HULL mode).
+    ``max_nodes``: hidden neurons drawn per layer (the rest become one "+N more" node).
+    ``max_edges``: edges drawn per pair of adjacent layers, strongest |w * a| first. ``lenses``:
+    option values per lens name for the explorer, over the lens's explorer defaults (e.g.
+    ``{"robustness": {"images": 0}}`` turns the background sweep off, ``{"signatures":
+    {"per_digit": 3}}`` makes the signatures quick).
     """
 
     eps: float = 0.01
@@ -90,14 +87,7 @@ class ExplorerConfig:
     cuts: int = 8
     max_nodes: int = 16
     max_edges: int = 240
-    sweep_samples: int = 200
-    sweep_eps: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
-    sweep_chunk: int = 50
-    top_images: int = 8
-    signature_eps: float = 0.02
-    signature_images: int = 30
-    prototype_eps: float = 0.1
-    prototype_lam: float = 0.01
+    lenses: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self):
         where = "ExplorerConfig"
@@ -108,22 +98,22 @@ class ExplorerConfig:
         check_int(self.cuts, "cuts", where, 1, 64)
         check_int(self.max_nodes, "max_nodes", where, 1, 4096)
         check_int(self.max_edges, "max_edges", where, 1, 100_000)
-        check_int(self.sweep_samples, "sweep_samples", where, 0, 100_000)
-        check_int(self.sweep_chunk, "sweep_chunk", where, 1, 10_000)
-        check_int(self.top_images, "top_images", where, 1, 100)
-        check_float(self.signature_eps, "signature_eps", where, 0.0, 1.0)
-        check_int(self.signature_images, "signature_images", where, 1, 100_000)
-        check_float(self.prototype_eps, "prototype_eps", where, 0.0, 1.0)
-        check_float(self.prototype_lam, "prototype_lam", where, 0.0, None)
-        object.__setattr__(self, "sweep_eps", tuple(check_float(e, "sweep_eps", where, 0.0, 1.0)
-                                                    for e in self.sweep_eps))
+        from polylens.lenses import get_lens
+
+        for name, values in self.lenses.items():
+            get_lens(name).make_options({**_view_options(get_lens(name)), **values})  # checked now, not later
+        object.__setattr__(self, "lenses", {k: dict(v) for k, v in self.lenses.items()})
+
+
+def _view_options(lens) -> dict:
+    return dict(lens.view.options) if lens.view is not None else {}
 
 
 # ---------------------------------------------------------------------------------------------
 # JSON helpers
 
 
-def _display(a) -> Any:
+def display(a) -> Any:
     """Round display-only values to DISPLAY_DIGITS significant digits (NaN/inf become None)."""
     arr = np.asarray(a, dtype=np.float64)
     if arr.ndim == 0:
@@ -133,7 +123,7 @@ def _display(a) -> Any:
     return np.array(flat, dtype=object).reshape(arr.shape).tolist() if arr.ndim > 1 else flat
 
 
-def _exact(a) -> Any:
+def exact(a) -> Any:
     """Full-precision floats (bounds, cuts, margins); non-finite values become None."""
     arr = np.asarray(a, dtype=np.float64)
     if arr.ndim == 0:
@@ -269,7 +259,7 @@ def flow_diagram(values: Sequence[Array], mats: Sequence[Array], weights: Sequen
                  for s, d in zip(src.tolist(), dst.tolist())]
         else:
             w = [None] * len(src)
-        edges.append({"from": c - 1, "to": c, "src": src.tolist(), "dst": dst.tolist(), "c": _display(Ca[di, si]),
+        edges.append({"from": c - 1, "to": c, "src": src.tolist(), "dst": dst.tolist(), "c": display(Ca[di, si]),
                       "w": w, "total": int(np.count_nonzero(C))})
     return {"columns": columns, "edges": edges}
 
@@ -335,12 +325,12 @@ def batch_bounds_payloads(network: Network, x: Array, eps: float, *, cuts: int =
                 r = slice(starts[j], starts[j + 1])
                 cut_lists.append([[int(s), float(k), float(c)] for s, k, c in
                                   zip(env.side[r].tolist(), env.slope[r].tolist(), env.intercept[r].tolist())])
-            layers.append({"layer": l + 1, "neurons": keep.tolist(), "lower": _exact(Lb), "upper": _exact(Ub),
-                           "zlo": _exact(env.zlo[keep]), "zhi": _exact(env.zhi[keep]), "cuts": cut_lists,
-                           "curve": [[a_, z_] for a_, z_ in zip(_display(a), _display(z))]})
+            layers.append({"layer": l + 1, "neurons": keep.tolist(), "lower": exact(Lb), "upper": exact(Ub),
+                           "zlo": exact(env.zlo[keep]), "zhi": exact(env.zhi[keep]), "cuts": cut_lists,
+                           "curve": [[a_, z_] for a_, z_ in zip(display(a), display(z))]})
         out.append({"eps": float(eps), "method": "crown+ibp", "envelope": f"hull, {cuts} cuts per side",
-                    "input": {"lower": _exact(xl[i]), "upper": _exact(xu[i])},
-                    "logits": {"lower": _exact(b.logit_lower[i]), "upper": _exact(b.logit_upper[i])},
+                    "input": {"lower": exact(xl[i]), "upper": exact(xu[i])},
+                    "logits": {"lower": exact(b.logit_lower[i]), "upper": exact(b.logit_upper[i])},
                     "layers": layers})
     return out
 
@@ -405,102 +395,12 @@ def _slug(source: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The background sweep
-
-
-def sweep_rows(network: Network, x: Array, y: Array, eps: Sequence[float], time_limit: float, offset: int = 0) -> list[dict]:
-    """The rows of :func:`~polylens.lenses.verify.sweep.run_sweep` (every image at every radius, in this
-    process, without the LP classifier) for images ``offset .. offset + len(x) - 1`` of a larger set.
-    Runs in the sweep's worker process."""
-    from polylens.lenses.verify.certify import CertifyOptions
-    from polylens.lenses.verify.sweep import run_sweep
-
-    res = run_sweep(network, x, y, eps, options=CertifyOptions(time_limit=time_limit), workers=1, chunk=max(len(x), 1),
-                    with_lp_classifier=False)
-    return [{**r, "index": int(r["index"]) + offset} for r in res.rows]
-
-
-class SweepRunner:
-    """A modest robustness sweep computed in the background: :func:`~polylens.lenses.verify.sweep.run_sweep`
-    on chunks of images (so progress can be shown) in one spawned worker process (so the server's
-    threads keep the interpreter to themselves), summarised per digit with
-    :func:`~polylens.lenses.verify.sweep.summarize` when every chunk is in."""
-
-    def __init__(self, network: Network, x: Array, y: Array, eps: Sequence[float], *, chunk: int = 50,
-                 time_limit: float = 1.0):
-        self.network, self.x, self.y = network, x, y
-        self.eps = tuple(float(e) for e in eps)
-        self.chunk, self.time_limit = chunk, time_limit
-        self._lock = threading.Lock()
-        self._pool: ProcessPoolExecutor | None = None
-        self._futures: list[Future] = []
-        self._result: dict | None = None
-        self._error: str | None = None
-        self._started = 0.0
-
-    @property
-    def total(self) -> int:
-        return len(self._futures)
-
-    def start(self) -> None:
-        """Submit every chunk (idempotent)."""
-        import multiprocessing
-
-        with self._lock:
-            if self._pool is not None or len(self.x) == 0 or not self.eps:
-                return
-            self._started = time.monotonic()
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            n = len(self.x)
-            for s0 in range(0, n, self.chunk):  # a job: a chunk of images at every radius
-                ids = slice(s0, min(n, s0 + self.chunk))
-                self._futures.append(self._pool.submit(sweep_rows, self.network, self.x[ids], self.y[ids], self.eps,
-                                                       self.time_limit, s0))
-
-    def stop(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def payload(self) -> dict:
-        """``{"status": "idle" | "running" | "ready" | "error" | "disabled", "done", "total", "n", "eps",
-        "summary"}``."""
-        from polylens.lenses.verify.sweep import summarize
-
-        with self._lock:
-            base = {"n": int(len(self.x)), "eps": list(self.eps), "done": 0, "total": len(self._futures)}
-            if self._result is not None:
-                return self._result
-            if self._error is not None:
-                return {**base, "status": "error", "error": self._error}
-            if len(self.x) == 0 or not self.eps:
-                return {**base, "status": "disabled", "error": "No robustness sweep: it was turned off "
-                                                               "(sweep_samples 0) or there are no test samples."}
-            if self._pool is None:
-                return {**base, "status": "idle"}
-            done = [f for f in self._futures if f.done()]
-            base["done"] = len(done)
-            for f in done:
-                if f.cancelled() or f.exception() is not None:
-                    exc = "cancelled" if f.cancelled() else f.exception()
-                    self._error = f"the background sweep failed: {exc}"
-                    return {**base, "status": "error", "error": self._error}
-            if len(done) < len(self._futures):
-                return {**base, "status": "running"}
-            rows = [r for f in self._futures for r in f.result()]
-            rows.sort(key=lambda r: (r["eps"], r["index"]))
-            summary = summarize(rows, self.eps, self.network.n_classes)
-            self._result = {**base, "status": "ready", "summary": jsonify(summary),
-                            "elapsed_s": round(time.monotonic() - self._started, 2)}
-            self._pool.shutdown(wait=False)
-            return self._result
-
-
-# ---------------------------------------------------------------------------------------------
-# The explorer
+# The session
 
 
 class _LRU:
+    """A small thread-safe least-recently-used cache (``get`` returns None for a miss)."""
+
     def __init__(self, size: int):
         self.size, self.data, self.lock = size, OrderedDict(), threading.Lock()
 
@@ -520,18 +420,105 @@ class _LRU:
         return value
 
 
+@dataclass(frozen=True, eq=False)
+class Input:
+    """The input a per-input request names: ``x`` (d,) float64 in [0, 1], and ``sample`` (the test
+    sample it is, or None for a drawn input)."""
+
+    x: Array
+    sample: int | None = None
+
+
+def _js_number(v: float) -> str:
+    """A float written as JavaScript's String() writes it (so both sides make the same keys)."""
+    v = float(v)
+    if v.is_integer() and abs(v) < 1e21:
+        return str(int(v))
+    text = repr(v)
+    if "e" in text:
+        mant, exp = text.split("e")
+        text = f"{mant}e{'-' if exp.startswith('-') else '+'}{exp.lstrip('+-').lstrip('0') or '0'}"
+    return text
+
+
+def canonical_key(params: Mapping[str, Any]) -> str:
+    """The key a static export files a precomputed answer under: the parameters (None values left out)
+    as compact JSON with sorted keys and numbers as JavaScript writes them; the page's static data
+    source makes the same key from a request (``static/datasource.js``)."""
+    parts = []
+    for k in sorted(params):
+        v = params[k]
+        if v is None:
+            continue
+        if isinstance(v, bool):
+            t = "true" if v else "false"
+        elif isinstance(v, (int, np.integer)):
+            t = str(int(v))
+        elif isinstance(v, (float, np.floating)):
+            t = _js_number(v)
+        else:
+            t = json.dumps(v, separators=(",", ":"), sort_keys=True)
+        parts.append(f"{json.dumps(str(k))}:{t}")
+    return "{" + ",".join(parts) + "}"
+
+
+def lens_catalog() -> list[dict]:
+    """The views the page shows, in order: every registered lens with a view, its title, family,
+    summary, its module (a file in the lens's folder, or None for the generic view) and its payload
+    kinds (which take an input, which run in the background, which parameters they accept)."""
+    from polylens.lenses import all_lenses
+    from polylens.lenses.base import option_specs
+
+    out = []
+    for lens in sorted((l for l in all_lenses() if l.view is not None), key=lambda l: l.view.order):
+        kinds = {}
+        for kind, p in _payloads(lens).items():
+            kinds[kind] = {"per_input": p.per_input, "background": p.background,
+                           "params": [s.name for s in option_specs(p.params)] if p.params is not None else []}
+        out.append({"name": lens.name, "title": lens.title, "family": lens.family, "summary": lens.summary,
+                    "module": lens.view.module, "payloads": kinds})
+    return out
+
+
+def _section_payload(lens):
+    """The default ``main`` payload of a lens without payloads: the lens run on the session's data with
+    its explorer options, drawn as its report section (tables, blocks, figures) for the generic view."""
+    def build(session, params):
+        from polylens.lenses.base import RunContext, SectionContext
+        from polylens.report.html import section_json
+
+        if lens.needs_data and session.n_samples < 2:
+            raise ParameterError(f"The {lens.name} lens needs test images; {session.data_note}")
+        result = lens.run(session.model, session.data, session.options_for(lens.name), RunContext())
+        return {"section": jsonable(section_json(lens.section(result, SectionContext(session.model, session.data))))}
+    return build
+
+
+def _payloads(lens) -> dict:
+    from polylens.lenses.base import Payload
+
+    if lens.view is None:
+        return {}
+    if lens.view.payloads:
+        return dict(lens.view.payloads)
+    return {"main": Payload(_section_payload(lens), background=True)}
+
+
 class Explorer:
-    """The explorer's view of one model: the payload builders the server and the export share.
+    """The explorer's session on one model: shell payloads, lens payloads, caches and jobs.
 
     ``model``: the loaded model; its card's dataset gives the test samples (none when the card names
     no dataset: the page then starts from a blank input). ``names_dir``: see :class:`NameStore`.
-    Thread-safe: the server calls builders from a thread pool.
+    ``mode``: ``"live"`` (background payloads run as jobs that requests poll) or ``"static"`` (the
+    export: every payload is computed when asked). Thread-safe: the server calls it from a thread pool.
     """
 
     def __init__(self, model: Model, *, config: ExplorerConfig = ExplorerConfig(), names_dir: str | Path | None = None,
                  mode: str = "live"):
-        from polylens.nn.model import model_split
+        from polylens.data.labelled import Data
 
+        if mode not in ("live", "static"):
+            raise ParameterError(f"The 'mode' parameter of Explorer must be one of 'live', 'static'. Got {mode!r} instead.")
         self.config = config
         self.mode = mode
         self.names = NameStore(model, names_dir)
@@ -539,26 +526,17 @@ class Explorer:
         self._lock = threading.Lock()
         self.network: Network = model.network
         try:
-            split = model_split(model)
+            self.data = Data.of_model(model)
         except PolylensError as e:
-            split = None
+            self.data = Data(np.zeros((0, self.network.input_dim)), np.zeros(0, np.int64), None, "none")
             self.data_note = f"No test samples: {e}"
         else:
             self.data_note = None
-        self.split = split
-        d = self.network.input_dim
-        self.x_test = split.x_test if split is not None else np.zeros((0, d))
-        self.y_test = split.y_test.astype(np.int64) if split is not None else np.zeros(0, dtype=np.int64)
-        self.images_test = split.images_test if split is not None else None
         self._fp_test = None
-        self._cache = {name: _LRU(256) for name in ("bounds", "certify", "trace")}
-        self._robust = _LRU(64)
-        self._formulas = _LRU(8)
+        self._caches: dict[str, _LRU] = {}
+        self._resources: dict[str, Any] = {}
         self._jobs: dict[str, Future] = {}
         self._analysis_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="polylens-analysis")
-        self.sweep = SweepRunner(self.network, self.x_test[:config.sweep_samples], self.y_test[:config.sweep_samples],
-                                 config.sweep_eps if config.sweep_samples else (), chunk=config.sweep_chunk,
-                                 time_limit=config.time_limit)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -567,20 +545,61 @@ class Explorer:
         return self._model
 
     @property
+    def live(self) -> bool:
+        return self.mode == "live"
+
+    @property
     def n_samples(self) -> int:
-        return int(self.x_test.shape[0])
+        return len(self.data)
 
     @property
     def fp_test(self):
         """The forward pass of the whole test split (cached)."""
         if self._fp_test is None:
-            self._fp_test = self.network.forward(self.x_test)
+            self._fp_test = self.network.forward(self.data.x)
         return self._fp_test
 
     def class_names(self) -> list[str]:
         return [str(c) for c in range(self.network.n_classes)]
 
-    # -- input resolution ----------------------------------------------------------------------
+    def options_for(self, name: str):
+        """The options of lens ``name`` in the explorer: its defaults, its view's options, then
+        ``config.lenses[name]``."""
+        from polylens.lenses import get_lens
+
+        lens = get_lens(name)
+        return lens.make_options({**_view_options(lens), **self.config.lenses.get(lens.name, {})})
+
+    def cache(self, name: str, size: int = 256) -> _LRU:
+        """A named LRU cache of this session (made on first use)."""
+        with self._lock:
+            c = self._caches.get(name)
+            if c is None:
+                c = self._caches[name] = _LRU(size)
+            return c
+
+    def resource(self, key: str, factory: Callable[[], Any]) -> Any:
+        """A named object of this session, made once by ``factory``; closed with the session when it
+        has a ``close()`` method (e.g. a background sweep's worker pool)."""
+        with self._lock:
+            r = self._resources.get(key)
+            if r is None:
+                r = self._resources[key] = factory()
+            return r
+
+    def background(self, key: str, fn: Callable[[], dict]) -> dict:
+        """``fn()`` run once for this key: live, in the analysis thread, answered ``{"status": "running"}``
+        until it is done and then ``{"status": "ready", **result}`` (``{"status": "error", "error": ...}``
+        if it failed); static, computed at once."""
+        with self._lock:
+            fut = self._jobs.get(key)
+            if fut is None:
+                fut = self._jobs[key] = self._analysis_pool.submit(fn)
+        if not self.live:
+            fut.exception()  # wait
+        return _job_state(fut)
+
+    # -- checks --------------------------------------------------------------------------------
 
     def parse_sample(self, value: Any, where: str = "the explorer") -> int:
         if self.n_samples == 0:
@@ -588,9 +607,18 @@ class Explorer:
         return check_int(value, "sample", where, 0, self.n_samples - 1)
 
     def sample_input(self, i: int) -> Array:
-        return self.x_test[self.parse_sample(i)]
+        return self.data.x[self.parse_sample(i)]
 
-    def resolve(self, body: Any, where: str, extra: Sequence[str] = ()) -> tuple[Array, int | None]:
+    def check_class(self, value: Any, name: str, where: str) -> int:
+        return parse_class(value, self.network.n_classes, name, where)
+
+    def check_neuron(self, layer: Any, j: Any, where: str = "the explorer") -> tuple[int, int]:
+        widths = self.network.hidden_widths
+        layer = check_int(layer, "layer", where, 1, len(widths))
+        j = check_int(j, "neuron", where, 0, widths[layer - 1] - 1)
+        return layer, j
+
+    def resolve(self, body: Any, where: str, extra: Sequence[str] = ()) -> Input:
         """The input of a request body: ``{"sample": i}`` (a test sample) or ``{"x": [...]}``, plus the
         keys ``extra``; any other key is refused (a misspelt option is never ignored)."""
         if not isinstance(body, dict):
@@ -602,14 +630,14 @@ class Explorer:
                                  "or 'x' (a list of pixel values).")
         if has_s:
             i = self.parse_sample(body["sample"], where)
-            return self.x_test[i], i
-        return parse_input(body["x"], self.network.input_dim, where), None
+            return Input(self.data.x[i], i)
+        return Input(parse_input(body["x"], self.network.input_dim, where), None)
 
-    # -- payloads ------------------------------------------------------------------------------
+    # -- the shell -----------------------------------------------------------------------------
 
     def model_payload(self) -> dict:
         """What the page needs to lay itself out: architecture, input shape, classes, every hidden
-        neuron's key and current name, where names are kept, and the explorer's settings."""
+        neuron's key and current name, where names are kept, the explorer's settings and the views."""
         net, model = self.network, self.model
         layers = []
         for l, w in enumerate(net.hidden_widths, start=1):
@@ -627,14 +655,14 @@ class Explorer:
                       "note": self.names.note},
             "eps": self.config.eps, "eps_max": self.config.eps_max, "time_limit": self.config.time_limit,
             "request_timeout": self.config.request_timeout, "max_nodes": self.config.max_nodes,
-            "signature_eps": self.config.signature_eps, "prototype_eps": self.config.prototype_eps,
+            "lenses": lens_catalog(),
         }
 
     def samples_payload(self, indices: Sequence[int] | None = None) -> dict:
         """Label and prediction of each test sample (or of ``indices``), for navigation and filters."""
         idx = np.arange(self.n_samples) if indices is None else np.asarray(indices, dtype=np.int64)
         pred = np.argmax(self.fp_test.logits[idx], axis=1) if idx.size else np.zeros(0, np.int64)
-        return {"indices": idx.tolist(), "labels": self.y_test[idx].tolist(), "predictions": pred.tolist(),
+        return {"indices": idx.tolist(), "labels": self.data.y[idx].tolist(), "predictions": pred.tolist(),
                 "n": int(idx.size)}
 
     def forward_payload(self, x: Array, sample: int | None = None) -> dict:
@@ -644,84 +672,32 @@ class Explorer:
         p = np.exp(logits - logits.max())
         p /= p.sum()
         out = {
-            "x": _display(x), "sample": sample, "prediction": int(np.argmax(logits)),
-            "logits": _display(logits), "probs": _display(p),
-            "layers": [{"layer": l + 1, "pre": _display(fp.pre[l][0]), "post": _display(fp.post[l][0])}
+            "x": display(x), "sample": sample, "prediction": int(np.argmax(logits)),
+            "logits": display(logits), "probs": display(p),
+            "layers": [{"layer": l + 1, "pre": display(fp.pre[l][0]), "post": display(fp.post[l][0])}
                        for l in range(len(fp.pre))],
             "diagram": diagram_payload(self.network, x, [q[0] for q in fp.post], logits,
                                        max_nodes=self.config.max_nodes, max_edges=self.config.max_edges),
         }
         if sample is not None:
-            out["label"] = int(self.y_test[sample])
-            if self.images_test is not None:
-                out["original"] = self.images_test[sample].tolist()
+            out["label"] = int(self.data.y[sample])
+            if self.data.images is not None:
+                out["original"] = self.data.images[sample].tolist()
         return out
 
     def bounds_payload(self, x: Array, eps: float) -> dict:
         """Interval bounds and envelope cuts of every hidden neuron over the eps-box of x (tooltips);
         see :func:`batch_bounds_payloads`. Cached per (x, eps)."""
         key = (x.tobytes(), eps, self.config.cuts)
-        hit = self._cache["bounds"].get(key)
+        cache = self.cache("bounds")
+        hit = cache.get(key)
         if hit is not None:
             return hit
-        return self._cache["bounds"].put(key, batch_bounds_payloads(self.network, x, eps, cuts=self.config.cuts)[0])
-
-    def certify_payload(self, x: Array, eps: float, label: int | None = None, sample: int | None = None) -> dict:
-        """The certificate of one input at eps (LP solves limited to ``config.time_limit`` seconds each).
-
-        The label is ``label`` when given, else the sample's true label when ``sample`` is given, else
-        the network's prediction (robustness of the prediction of a drawn input).
-        """
-        from polylens.lenses.verify.certify import CertifyOptions, certify
-
-        if label is not None:
-            source = "given"
-        elif sample is not None:
-            label, source = int(self.y_test[sample]), "label"
-        else:
-            label, source = int(self.network.predict(x[None, :])[0]), "prediction"
-        key = (x.tobytes(), eps, label)
-        hit = self._cache["certify"].get(key)
-        if hit is not None:
-            return {**hit, "cached": True}
-        t0 = time.perf_counter()
-        cert = certify(self.network, x[None, :], np.array([label]), eps,
-                            options=CertifyOptions(time_limit=self.config.time_limit))[0]
-        d = self.certificate_dict(cert, x, source, time.perf_counter() - t0, sample)
-        return self._cache["certify"].put(key, d)
-
-    def certificate_dict(self, cert, x: Array, label_source: str, elapsed: float, sample: int | None) -> dict:
-        """A Certificate's ``to_dict()`` plus what the page shows with it: where the label came from,
-        the time taken, and for a counterexample its prediction, logits and change from x."""
-        d = jsonify(cert)
-        d.update({"label_source": label_source, "elapsed_s": round(elapsed, 4), "time_limit": self.config.time_limit,
-                  "sample": sample, "cached": False})
-        if cert.counterexample is not None:
-            lg = self.network(cert.counterexample[None, :])[0]
-            d["counterexample_prediction"] = int(np.argmax(lg))
-            d["counterexample_logits"] = _display(lg)
-            d["counterexample_delta"] = _display(cert.counterexample - x)
-        return d
-
-    def robust_payload(self, eps: float) -> dict:
-        """Certification status of every test sample at eps: ``codes`` is a string with one letter per
-        sample (``v`` verified, ``f`` falsified, ``u`` unknown), plus counts."""
-        hit = self._robust.get(eps)
-        if hit is not None:
-            return hit
-        from polylens.lenses.verify.certify import CertifyOptions, certify
-
-        t0 = time.perf_counter()
-        certs = certify(self.network, self.x_test, self.y_test, eps,
-                             options=CertifyOptions(time_limit=self.config.time_limit)) if self.n_samples else []
-        codes = "".join(c.status.value[0] for c in certs)
-        out = {"eps": eps, "codes": codes, "counts": {s: codes.count(s[0]) for s in ("verified", "falsified", "unknown")},
-               "elapsed_s": round(time.perf_counter() - t0, 3)}
-        return self._robust.put(eps, out)
+        return cache.put(key, batch_bounds_payloads(self.network, x, eps, cuts=self.config.cuts)[0])
 
     def rename(self, layer: Any, j: Any, name: Any) -> dict:
         """Give neuron (layer, j) a name (empty: remove it) and keep it where :class:`NameStore` says."""
-        layer, j = self.parse_neuron(layer, j, "rename")
+        layer, j = self.check_neuron(layer, j, "rename")
         name = parse_name(name)
         with self._lock:
             model = self.model.with_neuron_names({f"L{layer}.n{j}": name})
@@ -730,225 +706,65 @@ class Explorer:
         return {"key": f"L{layer}.n{j}", "name": model.neuron_name(layer, j), "saved_to": str(path) if path else None,
                 "storage": self.names.kind, "note": self.names.note}
 
-    def parse_neuron(self, layer: Any, j: Any, where: str = "the explorer") -> tuple[int, int]:
-        widths = self.network.hidden_widths
-        layer = check_int(layer, "layer", where, 1, len(widths))
-        j = check_int(j, "neuron", where, 0, widths[layer - 1] - 1)
-        return layer, j
+    # -- lenses --------------------------------------------------------------------------------
 
-    # -- background analyses -------------------------------------------------------------------
+    def payload_spec(self, name: str, kind: str = "main"):
+        """(lens, Payload) of a lens's payload kind; ParameterError naming what exists otherwise."""
+        from polylens.lenses import get_lens
 
-    def job(self, key: str, fn: Callable[[], Any]) -> dict:
-        """Run ``fn`` once in the analysis thread and report on it: ``{"status": "running"}`` until it
-        is done, then ``{"status": "ready", **result}`` (or ``{"status": "error", "error": ...}``).
-        Long analyses (neuron report, signatures, prototypes) run this way so no request waits on them."""
-        with self._lock:
-            fut = self._jobs.get(key)
-            if fut is None:
-                fut = self._jobs[key] = self._analysis_pool.submit(fn)
-        return self._job_state(fut)
+        lens = get_lens(name)
+        kinds = _payloads(lens)
+        if kind not in kinds:
+            have = ", ".join(map(repr, kinds)) or "none (the lens has no explorer view)"
+            raise ParameterError(f"The lens {lens.name!r} has no payload {kind!r}; it has {have}.")
+        return lens, kinds[kind]
 
-    def job_result(self, key: str, fn: Callable[[], Any]) -> dict:
-        """The same job, waited for (the static export and tests)."""
-        self.job(key, fn)
-        self._jobs[key].exception()
-        return self._job_state(self._jobs[key])
+    def parse_params(self, name: str, kind: str, body: Any) -> dict:
+        """The parameters of a request for lens payload (name, kind), checked: ``body`` a JSON object
+        whose keys are the payload's parameters (plus ``sample`` or ``x`` for a per-input payload);
+        returns the converted values (defaults filled in), with ``input`` for per-input payloads."""
+        lens, p = self.payload_spec(name, kind)
+        where = f"{lens.name}/{kind}" if kind != "main" else lens.name
+        body = {} if body is None else body
+        if not isinstance(body, dict):
+            raise ParameterError(f"The request of {where} must be a JSON object. Got {type(body).__name__} instead.")
+        from polylens.lenses.base import option_specs
 
-    @staticmethod
-    def _job_state(fut: Future) -> dict:
-        if not fut.done():
-            return {"status": "running"}
-        exc = fut.exception()
-        if exc is not None:
-            msg = str(exc) if isinstance(exc, PolylensError) else f"{type(exc).__name__}: {exc}"
-            return {"status": "error", "error": " ".join(msg.split())}
-        return {"status": "ready", **fut.result()}
+        names = [s.name for s in option_specs(p.params)] if p.params is not None else []
+        values = {k: v for k, v in body.items() if k not in ("sample", "x")}
+        check_keys(values, names, where)
+        out = p.params.from_text(values).as_dict() if p.params is not None else {}
+        if p.per_input:
+            out["input"] = self.resolve({k: v for k, v in body.items() if k in ("sample", "x")}, where)
+        elif "sample" in body or "x" in body:
+            raise ParameterError(f"The request of {where} takes no input ('sample' or 'x'); its parameters are "
+                                 f"{', '.join(map(repr, names)) or 'none'}.")
+        return out
+
+    def lens_payload(self, name: str, kind: str = "main", body: Any = None) -> dict:
+        """The answer of lens ``name``'s payload ``kind`` to a request ``body`` (see :meth:`parse_params`).
+        Background payloads answer their job's state (``status`` running, ready or error)."""
+        lens, p = self.payload_spec(name, kind)
+        params = self.parse_params(name, kind, body)
+        if p.background:
+            key = f"{lens.name}/{kind}:{canonical_key({k: v for k, v in params.items() if k != 'input'})}"
+            return self.background(key, lambda: p.build(self, params))
+        return p.build(self, params)
 
     def close(self) -> None:
-        """Stop the background work (sweep process, analysis thread)."""
-        self.sweep.stop()
+        """Stop the background work (worker processes, the analysis thread)."""
+        for r in list(self._resources.values()):
+            close = getattr(r, "close", None)
+            if callable(close):
+                close()
         self._analysis_pool.shutdown(wait=False, cancel_futures=True)
 
-    # -- neuron panel --------------------------------------------------------------------------
 
-    def _neuron_report(self) -> dict:
-        """Every hidden neuron's profile (:func:`polylens.lenses.discover.neurons.neuron_report` on the test
-        split), keyed by neuron key, each ``NeuronProfile.to_dict()`` plus the inputs of its top and
-        bottom test images."""
-        from polylens.lenses.discover.neurons import neuron_report
-
-        if self.n_samples < 2:
-            raise ParameterError(f"The neuron analysis needs test images; {self.data_note}")
-        rep = neuron_report(self.network, self.x_test, self.y_test, top=self.config.top_images,
-                            time_limit=self.config.time_limit)
-        out = {}
-        for p in rep.neurons:
-            d = p.to_dict()
-            for side in ("top", "bottom"):
-                d[f"{side}_inputs"] = _display(self.x_test[np.asarray(d[f"{side}_indices"], dtype=np.int64)])
-                d[f"{side}_labels"] = self.y_test[np.asarray(d[f"{side}_indices"], dtype=np.int64)].tolist()
-            out[p.key] = jsonify(d)
-        return {"neurons": out, "settings": {"penalty": rep.penalty, "mode": rep.mode, "cuts": rep.cuts,
-                                             "bound_method": rep.bound_method, "n_images": rep.n_images,
-                                             "lp_solves": rep.lp_solves, "seconds": jsonify(rep.seconds)}}
-
-    def suggestions(self) -> dict:
-        """Suggested names of every hidden neuron (:func:`polylens.lenses.discover.naming.suggest_names`,
-        deeper layers described through the current names), keyed by neuron key; {} when the input
-        is not a 2-D grid."""
-        from polylens.lenses.discover.naming import suggest_names
-
-        try:
-            res = suggest_names(self.model, self.x_test if self.n_samples >= 2 else None)
-        except ParameterError:
-            return {}
-        return {s.key: jsonify(s) for s in res}
-
-    def neuron_payload(self, layer: Any, j: Any, wait: bool = False) -> dict:
-        """Everything the neuron panel shows: the name, the suggested name with its score, the
-        incoming weights, and ``report`` (the neuron's profile from the neuron analysis: weight or
-        effective map, LP-certified maximiser and minimiser, top and bottom test images, activation
-        histogram per class), which is ``{"status": "running"}`` while the analysis runs."""
-        layer, j = self.parse_neuron(layer, j, "neuron")
-        key = f"L{layer}.n{j}"
-        rep = (self.job_result if wait else self.job)("neurons", self._neuron_report)
-        if rep["status"] == "ready":
-            report = {"status": "ready", **rep["neurons"][key], "settings": rep["settings"]}
-        else:
-            report = rep
-        W = self.network.layers[layer - 1].W[j]
-        prev, more = None, 0
-        if layer > 1:  # the strongest incoming weights, by |w| (all of them for a narrow layer)
-            top = np.argsort(-np.abs(W), kind="stable")[:self.config.max_nodes]
-            prev = [{"key": f"L{layer - 1}.n{i}", "name": self.model.neuron_name(layer - 1, int(i)),
-                     "weight": _display(W[i])} for i in top.tolist()]
-            more = int(W.shape[0] - top.shape[0])
-        return {"key": key, "layer": layer, "neuron": j, "name": self.model.neuron_name(layer, j),
-                "named": key in self.model.card.neuron_names, "activation": str(self.network.activations[layer - 1]),
-                "weights": _display(W), "bias": _display(self.network.layers[layer - 1].b[j]), "inputs": prev,
-                "inputs_more": more,
-                "suggestion": self.suggestions().get(key), "report": report}
-
-    # -- whole-network analyses ----------------------------------------------------------------
-
-    def _signatures(self, eps: float) -> dict:
-        from polylens.lenses.discover.signatures import signatures
-
-        if self.n_samples < 2:
-            raise ParameterError(f"The signature analysis needs test images; {self.data_note}")
-        r = signatures(self.network, self.x_test, self.y_test, eps=eps, max_per_digit=self.config.signature_images)
-        d = r.to_dict()
-        keep = ("digits", "eps", "objective", "sense", "only_correct", "mode", "cuts", "input_shape", "layer_widths",
-                "n_images", "n_failed", "pixel_lower_freq", "pixel_upper_freq", "pixel_lower_binding_freq",
-                "pixel_upper_binding_freq", "cut_tight_freq", "pre_bound_freq", "mean_input",
-                "distinct_accuracy", "distinct_per_digit", "seconds")
-        # Per layer, the neurons whose envelope tightness is drawn: all, or for a wide layer the
-        # max_nodes whose tightness varies most across digits.
-        show = []
-        for c in r.cut_tight_freq:  # (D, n_l, 2)
-            n = c.shape[1]
-            with warnings.catch_warnings():  # a digit without images has NaN rows
-                warnings.simplefilter("ignore", RuntimeWarning)
-                spread = np.nan_to_num(np.nanstd(c, axis=0)).sum(axis=1)
-            show.append(np.arange(n).tolist() if n <= self.config.max_nodes
-                        else np.sort(np.argsort(-spread, kind="stable")[:self.config.max_nodes]).tolist())
-        return {"eps": eps, "max_per_digit": self.config.signature_images, "result": jsonify({k: d[k] for k in keep}),
-                "pixel_map": _display(np.stack([r.pixel_map(dg).ravel() for dg in r.digits])), "cut_show": show}
-
-    def signatures_payload(self, eps: float | None = None, wait: bool = False) -> dict:
-        """Per-digit constraint signatures (:func:`polylens.lenses.discover.signatures.signatures`) at eps
-        (default ``config.signature_eps``): how often each pixel sits at the lower (red) or upper
-        (blue) end of its box at the LP optimum of the digit's logit, and how often each envelope
-        side is tight. Per-image arrays are left out."""
-        e = self.config.signature_eps if eps is None else eps
-        return (self.job_result if wait else self.job)(f"signatures:{e!r}", lambda: self._signatures(e))
-
-    def _prototypes(self) -> dict:
-        from polylens.lenses.discover.prototypes import prototypes
-
-        if self.n_samples < 2:
-            raise ParameterError(f"The prototype analysis needs test images; {self.data_note}")
-        r = prototypes(self.network, self.x_test, self.y_test, eps=self.config.prototype_eps,
-                       lam=self.config.prototype_lam)
-        return {"result": jsonify(r)}
-
-    def prototypes_payload(self, wait: bool = False) -> dict:
-        """Max-margin prototypes (:func:`polylens.lenses.discover.prototypes.prototypes`), one per digit."""
-        return (self.job_result if wait else self.job)("prototypes", self._prototypes)
-
-    def formulas(self) -> dict:
-        """Per-digit formulas (:func:`polylens.lenses.discover.trace.digit_formulas`, layer 1, current names)
-        keyed by digit: text, explanation, terms; cached until a rename."""
-        from polylens.lenses.discover.trace import digit_formulas
-
-        key = tuple(sorted(self.model.card.neuron_names.items()))
-        hit = self._formulas.get(key)
-        if hit is None:
-            out = {}
-            if self.n_samples >= 2:
-                for f in digit_formulas(self.model, self.x_test, self.y_test):
-                    out[str(f.digit)] = {"digit": f.digit, "layer": f.layer, "n_images": f.n_images,
-                                         "accuracy": f.accuracy, "text": f.text, "explanation": f.explanation,
-                                         "constant": f.constant, "mean_logit": f.mean_logit,
-                                         "terms": [t.to_dict() for t in f.terms]}
-            hit = self._formulas.put(key, jsonify(out))
-        return hit
-
-    def trace_payload(self, x: Array, target: int | None = None, with_formula: bool = True) -> dict:
-        """The exact decomposition of one input's logit ``target`` (default: the prediction) by
-        :func:`polylens.lenses.discover.trace.trace`: the flow through every pixel and named neuron into the
-        logit, a diagram of the flow (same layout as the network diagram; edge ``c`` is the flow
-        along that edge), per hidden layer the identity ``logit = sum of flows + constants`` as text,
-        and (``with_formula``) the digit's average formula (:func:`digit_formulas`)."""
-        from polylens.lenses.discover.trace import trace
-
-        tr = trace(self.model, x, target=target)
-        k = tr.target
-        H = tr.n_hidden_layers
-        key = (x.tobytes(), k, with_formula, tuple(sorted(self.model.card.neuron_names.items())))
-        hit = self._cache["trace"].get(key)
-        if hit is not None:
-            return hit
-        C = self.network.n_classes
-        node_vals = [tr.node_flow(0)[k], *[tr.node_flow(l)[k] for l in range(1, H + 1)], tr.logits]
-        mats = [tr.edge_flow(l, k) for l in range(1, H + 1)]
-        last = np.zeros((C, tr.edge_flow(H + 1, k).shape[1]))
-        last[k] = tr.edge_flow(H + 1, k)[0]
-        mats.append(last)
-        diagram = flow_diagram(node_vals, mats, [layer.W for layer in self.network.layers],
-                               max_nodes=self.config.max_nodes, max_edges=self.config.max_edges, output_shown=[k])
-        layers, equations = [], []
-        for l in range(1, H + 1):
-            flow, const = tr.node_flow(l)[k], tr.constant_flow(l)[k]
-            later = float(tr.later_constants(l)[k])
-            names = tr.names[l - 1]
-            layers.append({"layer": l, "names": list(names), "keys": [f"L{l}.n{j}" for j in range(len(names))],
-                           "post": _display(tr.post[l - 1]), "gate": _display(tr.gate[l - 1]),
-                           "flow": _display(flow), "constant_flow": _display(const), "later_constants": _display(later)})
-            equations.append(_equation(k, names, flow, later, float(tr.logits[k])))
-        formula = self.formulas().get(str(k)) if with_formula else None
-        out = {"target": k, "prediction": int(np.argmax(tr.logits)), "logit": _display(tr.logits[k]),
-               "logits": _display(tr.logits), "pixel_flow": _display(tr.node_flow(0)[k]),
-               "pixel_constant": _display(tr.later_constants(0)[k]),
-               "pixel_total": _display(tr.node_flow(0)[k].sum()), "layers": layers, "equations": equations,
-               "diagram": diagram, "formula": formula}
-        return self._cache["trace"].put(key, out)
-
-
-def _equation(k: int, names: Sequence[str], flow: Array, later: float, logit: float, max_terms: int = 8) -> str:
-    """``logit[k] = +1.23 (Frame) - 0.45 (Spine) + 0.10 (constants) = 0.88``: the exact split of one
-    logit into the flows through one layer's neurons (strongest first; the rest summed) and the
-    constants after that layer."""
-    order = np.argsort(-np.abs(flow), kind="stable")
-    parts = []
-    for i in order[:max_terms]:
-        v = float(flow[i])
-        parts.append(f"{'-' if v < 0 else '+'} {abs(v):.3f} ({names[i]})")
-    rest = order[max_terms:]
-    if rest.size:
-        v = float(flow[rest].sum())
-        parts.append(f"{'-' if v < 0 else '+'} {abs(v):.3f} ({rest.size} more neurons)")
-    parts.append(f"{'-' if later < 0 else '+'} {abs(later):.3f} (constants)")
-    text = " ".join(parts)
-    text = text[2:] if text.startswith("+ ") else "-" + text[2:]
-    return f"logit[{k}] = {text} = {logit:.3f}"
+def _job_state(fut: Future) -> dict:
+    if not fut.done():
+        return {"status": "running"}
+    exc = fut.exception()
+    if exc is not None:
+        msg = str(exc) if isinstance(exc, PolylensError) else f"{type(exc).__name__}: {exc}"
+        return {"status": "error", "error": " ".join(msg.split())}
+    return {"status": "ready", **fut.result()}

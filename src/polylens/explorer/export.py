@@ -3,24 +3,27 @@
 :func:`export_site` writes a folder any static host can serve (and that opens from disk):
 
 ``index.html``, ``static/``
-    the page and its ES modules, byte for byte the files the live server serves;
+    the page and its shell modules, byte for byte the files the live server serves;
+``lens/<name>/<module>``
+    each lens's view module, copied from the lens's own folder;
 ``vendor/plotly.min.js``
     plotly.js from the installed ``plotly`` wheel (nothing is fetched from a CDN);
 ``config.js``
     ``window.POLYLENS_CONFIG = {"mode": "static", "eps_grid": [...], "modules": {...}}``; ``modules``
     maps each module to a ``data:`` URL, which the page uses only when opened over ``file://``
     (Chromium refuses ES module files there; see ``docs/explorer.md``);
-``data/core.json``, ``data/sample-<i>.json``
+``data/core.json``, ``data/sample-<i>.json``, ``data/lens-<name>.json``
     the precomputed payloads (the same JSON the live API answers), and the same data as
     ``data/*.js`` scripts (``polylensData(name, payload)``), which the page loads with ``<script>``
     tags because ``fetch()`` of local files is blocked over ``file://``.
 
-What is precomputed: for each exported test sample its forward pass and diagram, and at every eps
-of the grid its certificate, interval bounds and envelope cuts (for the neurons the diagram draws);
-its trace into every class; the certification status of every exported sample at every grid eps
-(the "non-robust" filter); the neuron panels, signatures, prototypes, digit formulas and a
-robustness sweep. Live features that need a server (painting a new input, an eps off the grid)
-say so on the page.
+What is precomputed: for each exported test sample its forward pass and diagram and its interval
+bounds and envelope cuts at every eps of the grid (for the neurons the diagram draws); and for every
+lens with a view, every payload kind: per-input payloads for every exported sample and every
+parameter set the payload's ``grid`` names (e.g. the certificate at every grid eps, the trace into
+every class), the others for every parameter set of their grid (e.g. every neuron's panel), each
+filed under :func:`~polylens.explorer.api.canonical_key` of its parameters. Live features that need
+a server (painting a new input, an eps off the grid) say so on the page.
 
 >>> from polylens.nn.model import load_model
 >>> export_site(load_model("seed"), "site", n_samples=20)  # doctest: +SKIP
@@ -104,13 +107,44 @@ def export_site(model: Model, out_dir: str | Path, *, n_samples: int = 60,
                                    progress=progress)["index"])
 
 
+def _lens_answers(ex: Explorer, idx: np.ndarray, grid: Sequence[float], say) -> tuple[dict, dict]:
+    """Every lens payload the page may ask for: ({sample: {"name/kind": {key: payload}}},
+    {lens name: {kind: {key: payload}}})."""
+    from polylens.explorer.api import _payloads, canonical_key
+    from polylens.lenses import all_lenses
+
+    per_sample: dict[int, dict] = {int(i): {} for i in idx}
+    per_lens: dict[str, dict] = {}
+    for lens in all_lenses():
+        if lens.view is None:
+            continue
+        for kind, p in _payloads(lens).items():
+            say(f"{lens.name}: {kind}")
+            tag = f"{lens.name}/{kind}"
+            sets = list(p.grid(ex, grid)) if p.grid is not None else [{}]
+            if p.per_input:
+                if p.export is not None:
+                    done = p.export(ex, idx, grid)
+                else:
+                    done = {int(i): {canonical_key(q): ex.lens_payload(lens.name, kind, {**q, "sample": int(i)})
+                                     for q in sets} for i in idx}
+                for i in idx:
+                    per_sample[int(i)][tag] = jsonify(done[int(i)])
+            else:
+                if p.export is not None:
+                    done = p.export(ex, idx, grid)
+                else:
+                    done = {canonical_key(q): ex.lens_payload(lens.name, kind, q) for q in sets}
+                per_lens.setdefault(lens.name, {})[kind] = jsonify(done)
+    return per_sample, per_lens
+
+
 def export_site_report(model: Model, out_dir: str | Path, *, n_samples: int = 60,
                        eps_grid: Sequence[float] = DEFAULT_EPS_GRID, config: ExplorerConfig | None = None,
                        progress: Callable[[str], None] | None = None) -> ExportResult:
     """:func:`export_site`, returning an :class:`ExportResult` with what was written."""
-    from polylens.lenses.verify.certify import CertifyOptions, certify
-    from polylens.lenses.verify.sweep import summarize
     from polylens.explorer.server import plotly_js_path, static_dir
+    from polylens.lenses import all_lenses
 
     t0 = time.perf_counter()
     say = progress or (lambda _m: None)
@@ -125,63 +159,37 @@ def export_site_report(model: Model, out_dir: str | Path, *, n_samples: int = 60
     ex = Explorer(model, config=cfg, mode="static")
     try:
         net = ex.network
-        idx = choose_samples(ex.y_test, n_samples, net.n_classes) if ex.n_samples else np.zeros(0, np.int64)
-        X, Y = ex.x_test[idx], ex.y_test[idx]
+        idx = choose_samples(ex.data.y, n_samples, net.n_classes) if ex.n_samples else np.zeros(0, np.int64)
+        X = ex.data.x[idx]
         data_dir = out / "data"
         if data_dir.exists():
             shutil.rmtree(data_dir)
         data_dir.mkdir(parents=True)
         n_bytes = 0
 
-        # -- per sample: forward pass and diagram ------------------------------------------------
+        # -- the shell: forward passes, diagrams, and bounds at every grid eps (batched) -------------
         say(f"forward passes of {len(idx)} samples")
         forwards = [ex.forward_payload(X[k], int(i)) for k, i in enumerate(idx)]
         shown = [[c["shown"] for c in f["diagram"]["columns"][1:-1]] for f in forwards]
-
-        # -- per eps: certificates (batched) and bounds (batched) ---------------------------------
-        certs = [[None] * len(grid) for _ in idx]
         bounds = [[None] * len(grid) for _ in idx]
-        robust = []
         for g, eps in enumerate(grid):
-            say(f"certification and bounds at eps={eps:g}")
-            if len(idx):
-                tc = time.perf_counter()
-                cs = certify(net, X, Y, eps, indices=idx, options=CertifyOptions(time_limit=cfg.time_limit))
-                el = (time.perf_counter() - tc) / len(idx)  # (timings are left out of the files)
-                bs = batch_bounds_payloads(net, X, eps, cuts=cfg.cuts, neurons=shown)
-            else:
-                cs, bs, el = [], [], 0.0
-            codes = "".join(c.status.value[0] for c in cs)
-            robust.append({"eps": eps, "codes": codes,
-                           "counts": {s: codes.count(s[0]) for s in ("verified", "falsified", "unknown")}})
-            for k, (c, b) in enumerate(zip(cs, bs)):
-                certs[k][g] = ex.certificate_dict(c, X[k], "label", el, int(idx[k]))
+            say(f"bounds at eps={eps:g}")
+            bs = batch_bounds_payloads(net, X, eps, cuts=cfg.cuts, neurons=shown) if len(idx) else []
+            for k, b in enumerate(bs):
                 bounds[k][g] = b
 
-        # -- per sample: traces into every class --------------------------------------------------
-        say(f"traces of {len(idx)} samples into {net.n_classes} classes")
+        # -- every lens's payloads ------------------------------------------------------------------
+        per_sample, per_lens = _lens_answers(ex, idx, grid, say)
         for k, i in enumerate(idx):
-            payload = {"forward": forwards[k], "certify": certs[k], "bounds": bounds[k],
-                       "trace": [ex.trace_payload(X[k], c, with_formula=False) for c in range(net.n_classes)]}
+            payload = {"forward": forwards[k], "bounds": bounds[k], "lens": per_sample[int(i)]}
             n_bytes += _write_payload(data_dir, f"sample-{int(i)}", jsonify(payload))
-
-        # -- whole-model analyses -----------------------------------------------------------------
-        say("neuron panels")
-        neurons = {f"L{l}.n{j}": ex.neuron_payload(l, j, wait=True)
-                   for l, w in enumerate(net.hidden_widths, start=1) for j in range(w)}
-        say("signatures")
-        sig = ex.signatures_payload(wait=True)
-        say("prototypes")
-        proto = ex.prototypes_payload(wait=True)
-        say(f"robustness sweep ({min(cfg.sweep_samples, ex.n_samples)} samples x {len(cfg.sweep_eps)} radii)")
-        sweep = _sweep(ex, cfg, summarize)
+        for name, kinds in per_lens.items():
+            n_bytes += _write_payload(data_dir, f"lens-{name}", kinds)
         model_payload = ex.model_payload()
         model_payload["n_samples"] = int(len(idx))
         model_payload["names"] = {"storage": "browser", "path": None,
                                   "note": "Static site: names typed here are kept in this browser only."}
-        core = {"model": model_payload, "samples": ex.samples_payload(idx), "robust": robust, "sweep": sweep,
-                "neurons": neurons, "signatures": sig, "prototypes": proto, "formulas": ex.formulas(),
-                "eps_grid": list(grid)}
+        core = {"model": model_payload, "samples": ex.samples_payload(idx), "eps_grid": list(grid)}
         n_bytes += _write_payload(data_dir, "core", jsonify(core))
 
         # -- the page ------------------------------------------------------------------------------
@@ -193,8 +201,15 @@ def export_site_report(model: Model, out_dir: str | Path, *, n_samples: int = 60
             if f.is_file() and f.suffix in (".js", ".css", ".html"):
                 shutil.copyfile(f, out / "static" / f.name)
                 if f.suffix == ".js":
-                    modules[f"polylens/{f.name}"] = ("data:text/javascript;base64," +
-                                                     base64.b64encode(f.read_bytes()).decode("ascii"))
+                    modules[f"polylens/{f.name}"] = _data_url(f)
+        for lens in all_lenses():
+            if lens.view is None or lens.view.module is None:
+                continue
+            src = lens.folder() / lens.view.module
+            dst = out / "lens" / lens.name
+            dst.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst / src.name)
+            modules[f"polylens-lens/{lens.name}/{src.name}"] = _data_url(src)
         shutil.copyfile(sdir / "index.html", out / "index.html")
         (out / "static" / "index.html").unlink(missing_ok=True)
         (out / "vendor").mkdir(exist_ok=True)
@@ -210,17 +225,8 @@ def export_site_report(model: Model, out_dir: str | Path, *, n_samples: int = 60
         ex.close()
 
 
-def _sweep(ex: Explorer, cfg: ExplorerConfig, summarize) -> dict:
-    """The robustness sweep of the live server's background job, computed in place."""
-    from polylens.explorer.api import sweep_rows
-
-    n = min(cfg.sweep_samples, ex.n_samples)
-    if n == 0 or not cfg.sweep_eps:
-        return {"status": "disabled", "error": "No robustness sweep: no test samples or no radii.", "n": 0,
-                "eps": list(cfg.sweep_eps)}
-    rows = sweep_rows(ex.network, ex.x_test[:n], ex.y_test[:n], cfg.sweep_eps, cfg.time_limit)
-    summary = summarize(rows, cfg.sweep_eps, ex.network.n_classes)
-    return {"status": "ready", "n": n, "eps": list(cfg.sweep_eps), "done": 1, "total": 1, "summary": jsonify(summary)}
+def _data_url(path: Path) -> str:
+    return "data:text/javascript;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def report_writer(run, *, n_samples: int = 60, config: ExplorerConfig | None = None) -> list[Path]:

@@ -2,30 +2,29 @@
 
 Routes (all JSON answers; every error is ``{"error": "..."}`` with a 4xx status, never a traceback):
 
-=======================  ======  =============================================================
-``/``                    GET     the page (``static/index.html``)
-``/config.js``           GET     ``window.POLYLENS_CONFIG = {"mode": "live", ...}``
-``/static/<file>``       GET     the page's ES modules and stylesheet
-``/vendor/plotly.min.js``GET     plotly.js from the installed ``plotly`` wheel (no CDN)
-``/api/model``           GET     :meth:`Explorer.model_payload`
-``/api/samples``         GET     :meth:`Explorer.samples_payload`
-``/api/forward``         POST    ``{"sample": i}`` or ``{"x": [...]}`` -> activations and diagram
-``/api/bounds``          POST    ``{sample | x, "eps"}`` -> interval bounds and envelope cuts
-``/api/certify``         POST    ``{sample | x, "eps", "label"?}`` -> certificate (LP, time-limited)
-``/api/robust``          GET     ``?eps=`` -> status of every test sample at eps
-``/api/sweep``           GET     the background sweep: progress, then per-digit curves
-``/api/neuron/<l>/<j>``  GET     the neuron panel
-``/api/rename``          POST    ``{"layer", "neuron", "name"}`` -> saved where the model allows
-``/api/signatures``      GET     per-digit signatures
-``/api/prototypes``      GET     max-margin prototypes
-``/api/trace``           POST    ``{sample | x, "target"}`` -> contribution flow and formula
-=======================  ======  =============================================================
+==============================  ======  ======================================================
+``/``                           GET     the page (``static/index.html``)
+``/config.js``                  GET     ``window.POLYLENS_CONFIG = {"mode": "live", ...}``
+``/static/<file>``              GET     the page's shell modules and stylesheet
+``/lens/<name>/<file>``         GET     a lens's view module, from the lens's own folder
+``/vendor/plotly.min.js``       GET     plotly.js from the installed ``plotly`` wheel (no CDN)
+``/api/model``                  GET     :meth:`Explorer.model_payload` (with the list of views)
+``/api/samples``                GET     :meth:`Explorer.samples_payload`
+``/api/forward``                POST    ``{"sample": i}`` or ``{"x": [...]}`` -> activations and diagram
+``/api/bounds``                 POST    ``{sample | x, "eps"}`` -> interval bounds and envelope cuts
+``/api/rename``                 POST    ``{"layer", "neuron", "name"}`` -> saved where the model allows
+``/api/lenses``                 GET     the views: every lens with a view and its payload kinds
+``/api/lens/<name>[/<kind>]``   POST    a lens's payload (:meth:`Explorer.lens_payload`); the body
+                                        holds its parameters (and ``sample`` or ``x`` when it takes
+                                        an input); GET takes them as query parameters
+==============================  ======  ======================================================
 
-The server only reads the model it was started with; no request names a path. CPU-heavy work runs
-in the thread pool (``run_in_threadpool``) so the event loop stays responsive; LP work (certify,
-robust) runs one request at a time, skips requests whose client has gone (a dragged slider aborts
-stale ones), and answers ``{"status": "timeout"}`` after ``config.request_timeout`` seconds. The long
-analyses (neuron report, signatures, prototypes) run once as background jobs: their endpoints answer
+The server only reads the model it was started with; no request names a path (a lens module is
+looked up by lens name in the registry, and only files of that lens's folder are served). CPU-heavy
+work runs in the thread pool (``run_in_threadpool``) so the event loop stays responsive; payloads
+declared ``heavy`` (LP work: certify, robust) run one request at a time, skip requests whose client
+has gone (a dragged slider aborts stale ones), and answer ``{"status": "timeout"}`` after
+``config.request_timeout`` seconds. Payloads declared ``background`` run once as jobs: they answer
 ``{"status": "running"}`` at once until the result is ready.
 """
 
@@ -48,7 +47,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from polylens.errors import ParameterError, PolylensError
-from polylens.explorer.api import Explorer, ExplorerConfig, check_keys, jsonify, parse_class, parse_eps
+from polylens.explorer.api import Explorer, ExplorerConfig, check_keys, jsonify, lens_catalog, parse_eps
 from polylens.nn.model import Model
 
 __all__ = ["create_app", "plotly_js_path", "static_dir"]
@@ -101,19 +100,27 @@ async def _body(request: Request) -> Any:
         raise _RequestError(400, f"The request body is not valid JSON: {e}.") from None
 
 
-def _query_eps(request: Request, default: float) -> float:
-    v = request.query_params.get("eps")
-    return default if v is None else parse_eps(v)
+def _query_params(request: Request) -> dict:
+    """Query parameters as a request body: numbers where they parse as numbers."""
+    out: dict[str, Any] = {}
+    for k, v in request.query_params.items():
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
 
 
 def create_app(model: Model | Explorer, *, config: ExplorerConfig = ExplorerConfig(),
-               names_dir: str | Path | None = None, start_sweep: bool = True) -> Starlette:
+               names_dir: str | Path | None = None, warm: bool = True) -> Starlette:
     """The live explorer for ``model`` (a loaded model, or an :class:`Explorer` already built on one).
 
     ``names_dir``: where renamed neurons of a bundled or ONNX model are kept (see
-    :class:`~polylens.explorer.api.NameStore`). ``start_sweep``: start the background sweep when the
-    app starts (else on the first ``/api/sweep`` request).
+    :class:`~polylens.explorer.api.NameStore`). ``warm``: ask every ``warm`` payload (the background
+    sweep) once when the app starts (else on its first request).
     """
+    from polylens.lenses import all_lenses, get_lens
+
     ex = model if isinstance(model, Explorer) else Explorer(model, config=config, names_dir=names_dir)
     cfg = ex.config
     lp_gate = asyncio.Semaphore(1)
@@ -165,6 +172,20 @@ def create_app(model: Model | Explorer, *, config: ExplorerConfig = ExplorerConf
     async def plotly_js(request: Request) -> Response:
         return FileResponse(plotly_path, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
 
+    async def lens_module(request: Request) -> Response:
+        """A file of a lens's own folder (its view module): only .js and .css files directly in it."""
+        try:
+            lens = get_lens(request.path_params["name"])
+        except PolylensError:
+            return _error(404, "no such lens")
+        name = request.path_params["file"]
+        folder = lens.folder()
+        path = (folder / name).resolve()
+        if path.parent != folder or path.suffix not in (".js", ".css") or not path.is_file():
+            return _error(404, "no such file")
+        media = "text/javascript" if path.suffix == ".js" else "text/css"
+        return FileResponse(path, media_type=media, headers={"Cache-Control": "no-cache"})
+
     # -- API ---------------------------------------------------------------------------------------
 
     async def api_model(request: Request):
@@ -174,35 +195,14 @@ def create_app(model: Model | Explorer, *, config: ExplorerConfig = ExplorerConf
         return await run_in_threadpool(ex.samples_payload)
 
     async def api_forward(request: Request):
-        x, sample = ex.resolve(await _body(request), "forward")
-        return ex.forward_payload(x, sample)
+        inp = ex.resolve(await _body(request), "forward")
+        return ex.forward_payload(inp.x, inp.sample)
 
     async def api_bounds(request: Request):
         body = await _body(request)
-        x, _ = ex.resolve(body, "bounds", ("eps",))
+        inp = ex.resolve(body, "bounds", ("eps",))
         eps = parse_eps(body.get("eps", cfg.eps), "bounds")
-        return await run_in_threadpool(ex.bounds_payload, x, eps)
-
-    async def api_certify(request: Request):
-        body = await _body(request)
-        x, sample = ex.resolve(body, "certify", ("eps", "label"))
-        eps = parse_eps(body.get("eps", cfg.eps), "certify")
-        label = body.get("label")
-        label = None if label is None else parse_class(label, ex.network.n_classes, "label", "certify")
-        res = await heavy(request, lambda: ex.certify_payload(x, eps, label=label, sample=sample), "The LP check")
-        return {**res, "eps": eps} if res.get("status") == "timeout" else res
-
-    async def api_robust(request: Request):
-        eps = _query_eps(request, cfg.eps)
-        return await heavy(request, lambda: ex.robust_payload(eps), "Certifying every test sample")
-
-    async def api_sweep(request: Request):
-        ex.sweep.start()
-        return ex.sweep.payload()
-
-    async def api_neuron(request: Request):
-        layer, j = ex.parse_neuron(request.path_params["layer"], request.path_params["neuron"], "neuron")
-        return await run_in_threadpool(ex.neuron_payload, layer, j)  # the analysis itself is a background job
+        return await run_in_threadpool(ex.bounds_payload, inp.x, eps)
 
     async def api_rename(request: Request):
         body = await _body(request)
@@ -217,37 +217,39 @@ def create_app(model: Model | Explorer, *, config: ExplorerConfig = ExplorerConf
         except OSError as e:
             raise _RequestError(409, f"Could not save the name: {e}") from None
 
-    async def api_signatures(request: Request):
-        eps = _query_eps(request, cfg.signature_eps)
-        return await run_in_threadpool(ex.signatures_payload, eps)
+    async def api_lenses(request: Request):
+        return {"lenses": lens_catalog()}
 
-    async def api_prototypes(request: Request):
-        return await run_in_threadpool(ex.prototypes_payload)
-
-    async def api_trace(request: Request):
-        body = await _body(request)
-        x, _ = ex.resolve(body, "trace", ("target",))
-        t = body.get("target")
-        target = None if t is None else parse_class(t, ex.network.n_classes, "target", "trace")
-        return await run_in_threadpool(ex.trace_payload, x, target)
+    async def api_lens(request: Request):
+        name = request.path_params["name"]
+        kind = request.path_params.get("kind", "main")
+        try:
+            lens, p = ex.payload_spec(name, kind)
+        except PolylensError as e:
+            raise _RequestError(404, str(e)) from None
+        body = await _body(request) if request.method == "POST" else _query_params(request)
+        params = ex.parse_params(lens.name, kind, body)  # a bad request fails before any work
+        if p.heavy:
+            res = await heavy(request, lambda: ex.lens_payload(lens.name, kind, body), f"The {lens.name} request")
+            if res.get("status") == "timeout" and "eps" in params:
+                res = {**res, "eps": params["eps"]}
+            return res
+        return await run_in_threadpool(ex.lens_payload, lens.name, kind, body)
 
     routes = [
         Route("/", index),
         Route("/index.html", index),
         Route("/config.js", config_js),
         Route("/vendor/plotly.min.js", plotly_js),
+        Route("/lens/{name}/{file}", lens_module),
         Route("/api/model", endpoint(api_model)),
         Route("/api/samples", endpoint(api_samples)),
         Route("/api/forward", endpoint(api_forward), methods=["POST"]),
         Route("/api/bounds", endpoint(api_bounds), methods=["POST"]),
-        Route("/api/certify", endpoint(api_certify), methods=["POST"]),
-        Route("/api/robust", endpoint(api_robust)),
-        Route("/api/sweep", endpoint(api_sweep)),
-        Route("/api/neuron/{layer}/{neuron}", endpoint(api_neuron)),
         Route("/api/rename", endpoint(api_rename), methods=["POST"]),
-        Route("/api/signatures", endpoint(api_signatures)),
-        Route("/api/prototypes", endpoint(api_prototypes)),
-        Route("/api/trace", endpoint(api_trace), methods=["POST"]),
+        Route("/api/lenses", endpoint(api_lenses)),
+        Route("/api/lens/{name}", endpoint(api_lens), methods=["GET", "POST"]),
+        Route("/api/lens/{name}/{kind}", endpoint(api_lens), methods=["GET", "POST"]),
         Mount("/static", app=StaticFiles(directory=str(sdir)), name="static"),
     ]
 
@@ -262,12 +264,18 @@ def create_app(model: Model | Explorer, *, config: ExplorerConfig = ExplorerConf
 
     @asynccontextmanager
     async def lifespan(app):
-        if start_sweep:
-            ex.sweep.start()
+        if warm:
+            for lens in all_lenses():
+                for kind, p in (lens.view.payloads.items() if lens.view is not None else ()):
+                    if p.warm:
+                        try:
+                            await run_in_threadpool(ex.lens_payload, lens.name, kind, {})
+                        except PolylensError as e:  # e.g. no test samples: the view will say so
+                            log.warning("%s/%s: %s", lens.name, kind, e)
         try:
             yield
         finally:
-            ex.sweep.stop()
+            ex.close()
 
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: any_error},
                     lifespan=lifespan)

@@ -38,7 +38,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from polylens.errors import ParameterError
 
-__all__ = ["ReportFigure", "Section", "Table", "render_html", "write_report"]
+__all__ = ["ReportFigure", "Section", "Table", "figure", "finite", "is_image", "render_html", "section_fragment",
+           "section_json", "write_report"]
 
 _ID = re.compile(r"^[a-z][a-z0-9-]*$")
 _STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -133,6 +134,45 @@ class Section:
             raise ParameterError(f"A report section id must be lowercase letters, digits and '-'. Got {self.id!r} instead.")
         for name in ("figures", "tables", "blocks", "extra", "files"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+
+
+def is_image(shape: Sequence[int]) -> bool:
+    """Whether an input of this shape is drawn as an image (2-D, at least 2x2)."""
+    return len(tuple(shape)) == 2 and min(shape) >= 2
+
+
+def finite(v: Any) -> float | None:
+    """``v`` as a finite float, or None (NaN, infinities, non-numbers); -0.0 becomes 0.0."""
+    import math
+
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v + 0.0 if math.isfinite(v) else None
+
+
+def figure(fig, stem: str, caption: str, alt: str = "", svg: bool = False) -> ReportFigure:
+    """Render a matplotlib figure for a section. SVG only where it is cheap and useful: line and bar
+    charts (``svg=True``); figures made of images (maps, digits) are raster inside an SVG anyway."""
+    return ReportFigure.from_figure(fig, stem, caption, alt, svg=svg)
+
+
+def section_fragment(s: Section) -> str:
+    """One section as an HTML fragment with the report's styles (what a result shows in Jupyter)."""
+    return f'<div class="polylens-report"><style>{_css()}</style>{_section_html(s)}</div>'
+
+
+def section_json(s: Section) -> dict:
+    """One section as JSON-ready data for the explorer's generic view: title, intro, note, the shown
+    tables (columns and rows as displayed), the preformatted blocks and the figures as PNG data URLs."""
+    return {"id": s.id, "title": s.title, "intro": s.intro, "note": s.note,
+            "tables": [{"name": t.name, "caption": t.caption, "columns": list(t.columns),
+                        "rows": [[t.cell(v) for v in r] for r in t.rows]} for t in s.tables if t.show],
+            "blocks": [{"caption": c, "text": text} for c, text in s.blocks],
+            "figures": [{"stem": f.stem, "caption": f.caption, "alt": f.alt,
+                         "src": "data:image/png;base64," + base64.b64encode(f.png).decode("ascii")}
+                        for f in s.figures]}
 
 
 def _css() -> str:

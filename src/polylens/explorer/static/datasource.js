@@ -1,6 +1,8 @@
 // Where the page's data comes from: the live server's JSON API, or the files a static export wrote.
 // Both expose the same methods returning the same payloads (built by polylens.explorer.api).
-// An input is {sample: i} (a test sample) or {x: [...]} (a drawn input).
+// An input is {sample: i} (a test sample) or {x: [...]} (a drawn input). Every analysis is asked
+// through lens(name, kind, params): POST /api/lens/<name>[/<kind>] live, the precomputed answer filed
+// under the same parameters in a static export.
 
 export class ApiError extends Error {}
 
@@ -28,15 +30,19 @@ export function liveSource(config) {
     samples: () => call("samples"),
     forward: (input, signal) => call("forward", {method: "POST", body: input, signal}),
     bounds: (input, eps, signal) => call("bounds", {method: "POST", body: {...input, eps}, signal}),
-    certify: (input, eps, signal) => call("certify", {method: "POST", body: {...input, eps}, signal}),
-    robust: (eps, signal) => call(`robust?eps=${encodeURIComponent(eps)}`, {signal}),
-    sweep: (signal) => call("sweep", {signal}),
-    neuron: (layer, j, signal) => call(`neuron/${layer}/${j}`, {signal}),
     rename: (layer, neuron, name) => call("rename", {method: "POST", body: {layer, neuron, name}}),
-    signatures: (signal) => call("signatures", {signal}),
-    prototypes: (signal) => call("prototypes", {signal}),
-    trace: (input, target, signal) => call("trace", {method: "POST", body: {...input, target}, signal}),
+    lens: (name, kind, params, signal) =>
+      call(`lens/${encodeURIComponent(name)}${kind && kind !== "main" ? `/${encodeURIComponent(kind)}` : ""}`,
+           {method: "POST", body: params || {}, signal}),
+    moduleUrl: (lens) => `lens/${lens.name}/${lens.module}`,
   };
+}
+
+/** The key a static export files an answer under (polylens.explorer.api.canonical_key makes the same). */
+function keyOf(params) {
+  const parts = Object.keys(params).sort().filter((k) => params[k] !== null && params[k] !== undefined)
+    .map((k) => `${JSON.stringify(k)}:${JSON.stringify(params[k])}`);
+  return `{${parts.join(",")}}`;
 }
 
 /**
@@ -68,13 +74,16 @@ export function staticSource(config) {
     if (input.x) throw new ApiError("this static site has no server: only the exported samples can be shown");
     return chunk(`sample-${input.sample}`);
   };
-  const gridIndex = (grid, eps) => {
-    let best = 0;
-    grid.forEach((e, i) => { if (Math.abs(e - eps) < Math.abs(grid[best] - eps)) best = i; });
-    return best;
-  };
+  const nearest = (grid, eps) => grid.reduce((b, e) => (Math.abs(e - eps) < Math.abs(b - eps) ? e : b));
+  const gridIndex = (grid, eps) => grid.indexOf(nearest(grid, eps));
   const names = () => JSON.parse(localStorage.getItem(`polylens-names:${config.model_id}`) || "{}");
-  const src = {
+  const withLocalNames = (p) => {
+    const local = names();
+    if (p && p.key && local[p.key] !== undefined) { p.name = local[p.key] || p.key; p.named = !!local[p.key]; }
+    return p;
+  };
+  const catalog = async () => (await core()).model.lenses;
+  return {
     live: false,
     grid: config.eps_grid,
     async model() {
@@ -91,21 +100,6 @@ export function staticSource(config) {
       const c = await sampleChunk(input);
       return c.bounds[gridIndex(config.eps_grid, eps)];
     },
-    async certify(input, eps) {
-      const c = await sampleChunk(input);
-      return {...c.certify[gridIndex(config.eps_grid, eps)], precomputed: true};
-    },
-    async robust(eps) {
-      const c = await core();
-      return c.robust[gridIndex(config.eps_grid, eps)];
-    },
-    sweep: async () => (await core()).sweep,
-    async neuron(layer, j) {
-      const p = structuredClone((await core()).neurons[`L${layer}.n${j}`]);
-      const local = names();
-      if (local[p.key] !== undefined) { p.name = local[p.key] || p.key; p.named = !!local[p.key]; }
-      return p;
-    },
     async rename(layer, neuron, name) {
       const local = names();
       local[`L${layer}.n${neuron}`] = name.trim();
@@ -113,14 +107,23 @@ export function staticSource(config) {
       return {key: `L${layer}.n${neuron}`, name, saved_to: null, storage: "browser",
               note: "kept in this browser only (static site)"};
     },
-    signatures: async () => (await core()).signatures,
-    prototypes: async () => (await core()).prototypes,
-    async trace(input, target) {
-      const c = await sampleChunk(input);
-      const k = target ?? c.forward.prediction;
-      const formulas = (await core()).formulas || {};
-      return {...c.trace[k], formula: formulas[String(k)] ?? null};
+    /** The answer precomputed for these parameters (a radius snaps to the nearest exported one). */
+    async lens(name, kind, params) {
+      kind = kind || "main";
+      const entry = (await catalog()).find((l) => l.name === name);
+      if (!entry || !entry.payloads[kind]) throw new ApiError(`the lens ${name} has no payload ${kind}`);
+      const {sample, x, ...rest} = params || {};
+      if (rest.eps !== undefined && rest.eps !== null) rest.eps = nearest(config.eps_grid, +rest.eps);
+      const key = keyOf(rest);
+      let table;
+      if (entry.payloads[kind].per_input) {
+        table = ((await sampleChunk(x ? {x} : {sample})).lens || {})[`${name}/${kind}`] || {};
+      } else {
+        table = ((await chunk(`lens-${name}`)) || {})[kind] || {};
+      }
+      if (!(key in table)) throw new ApiError(`not precomputed in this static site: ${name} ${kind} ${key}`);
+      return withLocalNames({...structuredClone(table[key]), precomputed: true});
     },
+    moduleUrl: (lens) => `lens/${lens.name}/${lens.module}`,
   };
-  return src;
 }

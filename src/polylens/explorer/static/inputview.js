@@ -87,7 +87,7 @@ export class InputView {
       nav ? h("div", {class: "filters"},
         this.digitSel,
         h("label", {title: "only samples the network gets wrong"}, this.misBox, " misclassified"),
-        h("label", {title: "only samples not verified robust at the current ε"}, this.nrBox, " non-robust at ε"),
+        this.nrLabel = h("label", {hidden: true}, this.nrBox, h("span", {}, "")),
         this.nrNote) : h("div", {class: "muted"}, this.model.data_note || "No test samples."),
       h("div", {class: "input-row"},
         h("div", {}, this.painter,
@@ -142,6 +142,14 @@ export class InputView {
     this.digitSel.value = this.filters.digit;
     this.misBox.checked = this.filters.mis;
     this.nrBox.checked = this.filters.nonrobust;
+  }
+
+  /** Offer the status filter of a view (e.g. "non-robust at ε"): {label, title}. */
+  enableStatusFilter(filter) {
+    if (!this.nrLabel) return;
+    this.nrLabel.hidden = false;
+    this.nrLabel.title = filter.title || "";
+    this.nrLabel.lastChild.textContent = filter.label;
   }
 
   setRobust(robust, loading = false) {

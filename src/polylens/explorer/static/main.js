@@ -1,14 +1,21 @@
-// The explorer page: wires the views to a data source (live server or static export) and keeps the
-// state (input, eps, open neuron, trace class, filters) in the URL hash so any view can be linked.
+// The explorer page: the shell (the input, the network diagram, the state in the URL) and the views
+// of every registered lens, listed by the model payload ("lenses") in registry order. A view is an
+// ES module in its lens's folder, imported as "polylens-lens/<lens>/<module>", exporting
+// mount(root, app, lens) -> hooks; lenses without a module get the generic view (their report
+// section). The shell calls the hooks a view returns:
+//   pending()                       the input is changing (mark stale)
+//   input(input, fwd)               a new input is on screen (its forward payload: fwd)
+//   eps(eps, final) / epsSettled(eps)  the radius moves / has settled
+//   neuron(key) / closeNeuron()     a neuron was opened (diagram, URL) / closed
+//   model(model)                    the model changed (a rename)
+// A hook may return a promise; the shell waits for the input and eps hooks before it refreshes the
+// diagram's bounds, so the views' LP checks come first.
 
 import { h, fill, fmt, debounce, channel, isAbort } from "polylens/util.js";
 import { liveSource, staticSource } from "polylens/datasource.js";
 import { Diagram } from "polylens/diagram.js";
 import { InputView } from "polylens/inputview.js";
-import { RobustView } from "polylens/robust.js";
-import { NeuronPanel } from "polylens/neuron.js";
-import { TraceView } from "polylens/trace.js";
-import { renderSignatures, renderPrototypes } from "polylens/analyses.js";
+import { mount as mountGeneric } from "polylens/generic.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -30,55 +37,88 @@ function readHash() {
   return Object.fromEntries(p.entries());
 }
 
+// Keys of the URL the shell owns; any other key belongs to a view (app.param / app.setParam).
+const SHELL_KEYS = new Set(["x", "s", "eps", "n", "d", "m", "r"]);
+
 // -- the app -----------------------------------------------------------------------------------
 
 class App {
   constructor(config, src) {
     this.config = config;
     this.src = src;
-    this.state = {sample: null, x: null, from: null, eps: 0, neuron: null, target: null,
+    this.state = {sample: null, x: null, from: null, eps: 0, neuron: null,
                   filters: {digit: "all", mis: false, nonrobust: false}};
+    this.params = {};
     this.fwd = null;
-    this.ch = {fwd: channel(), bounds: channel(), cert: channel(), trace: channel(), robust: channel(), neuron: channel()};
+    this.views = [];
+    this.statusFilter = null;
+    this.ch = {fwd: channel(), bounds: channel(), status: channel()};
     this.slow = debounce(() => this.refreshSlow(), 120);
     this.epsChanged = debounce(() => this.refreshEps(), 90);
   }
+
+  // -- what views use ----------------------------------------------------------------------------
+
+  /** A lens's payload: lens(name, kind, params, signal). */
+  lens(name, kind, params, signal) { return this.src.lens(name, kind, params, signal); }
+
+  /** The input on screen as a request names it: {sample: i} or {x: [...]}. */
+  input() { return this.state.x ? {x: this.state.x} : {sample: this.state.sample}; }
+
+  /** A view's own key in the URL (e.g. the trace's class "c"). */
+  param(key) { return this.params[key]; }
+
+  setParam(key, value) {
+    if (value === null || value === undefined) delete this.params[key]; else this.params[key] = String(value);
+    this.writeHash();
+  }
+
+  /** A view offers the input view's status filter: {label, title, fetch(eps, signal) -> {codes, counts}}. */
+  setStatusFilter(filter) {
+    this.statusFilter = filter;
+    this.inputView.enableStatusFilter(filter);
+  }
+
+  error(err) {
+    if (isAbort(err)) return;
+    fill($("errors"), h("div", {class: "error", role: "alert"}, err.message || String(err)));
+    setTimeout(() => fill($("errors")), 6000);
+  }
+
+  emit(hook, ...args) {
+    const out = [];
+    for (const v of this.views) {
+      if (typeof v[hook] !== "function") continue;
+      try {
+        out.push(Promise.resolve(v[hook](...args)).catch((err) => this.error(err)));
+      } catch (err) { this.error(err); }
+    }
+    return Promise.all(out);
+  }
+
+  // -- start -------------------------------------------------------------------------------------
 
   async start() {
     this.model = await this.src.model();
     this.samples = this.model.n_samples > 0 ? await this.src.samples() : {indices: [], labels: [], predictions: []};
     this._header();
-    const tip = $("tooltip");
-    this.diagram = new Diagram($("diagram"), tip, {kind: "network", onNeuron: (k) => this.openNeuron(k)});
-    this.input = new InputView($("input-view"), this.model, this.samples, {
+    this.tooltip = $("tooltip");
+    this.diagram = new Diagram($("diagram"), this.tooltip, {kind: "network", onNeuron: (k) => this.openNeuron(k)});
+    this.inputView = new InputView($("input-view"), this.model, this.samples, {
       canPaint: this.src.live,
       onSample: (i) => this.setSample(i),
       onPaint: (x) => this.paint(x),
       onReset: () => this.setSample(this.state.from ?? this.samples.indices[0] ?? null),
-      onFilter: (f) => { this.state.filters = {...f}; this.writeHash(); this.refreshRobust(); },
-    });
-    this.robust = new RobustView($("robust-view"), $("curves-view"), this.model, {
-      grid: this.src.grid, onEps: (e, final) => this.setEps(e, final),
-    });
-    this.neuron = new NeuronPanel($("neuron-view"), this.model, {
-      onRename: (l, j, name) => this.rename(l, j, name), onClose: () => this.closeNeuron(),
-      onSample: (i) => this.setSample(i),
-      note: this.src.live ? this.model.names.note : "Static site: names you type are kept in this browser only.",
-    });
-    this.trace = new TraceView($("trace-view"), tip, this.model, {
-      onTarget: (k) => { this.state.target = k; this.writeHash(); this.refreshTrace(); },
-      onNeuron: (k) => this.openNeuron(k),
+      onFilter: (f) => { this.state.filters = {...f}; this.writeHash(); this.refreshStatus(); },
     });
     // State from the URL.
     const q = readHash();
+    for (const [k, v] of Object.entries(q)) if (!SHELL_KEYS.has(k)) this.params[k] = v;
     const d = this.model.input_shape.reduce((a, b) => a * b, 1);
     const x = decodeX(q.x, d);
     this.state.eps = q.eps !== undefined && Number.isFinite(+q.eps) ? Math.max(0, Math.min(1, +q.eps)) : this.model.eps;
     if (this.src.grid) this.state.eps = this.src.grid.reduce((b, e) => (Math.abs(e - this.state.eps) < Math.abs(b - this.state.eps) ? e : b));
-    this.state.target = q.c !== undefined && /^\d+$/.test(q.c) && +q.c < this.model.n_classes ? +q.c : null;
     this.state.filters = {digit: q.d ?? "all", mis: q.m === "1", nonrobust: q.r === "1"};
-    this.input.setFilters(this.state.filters);
-    this.robust.setEps(this.state.eps);
     const si = q.s !== undefined && /^\d+$/.test(q.s) ? +q.s : null;
     const known = (i) => i !== null && this.samples.indices.includes(i);
     if (x && this.src.live) {
@@ -88,12 +128,23 @@ class App {
       this.state.sample = known(si) ? si : (this.samples.indices[0] ?? null);
       if (this.state.sample === null) this.state.x = new Array(d).fill(0);
     }
+    // The views of the lenses, in registry order.
+    const host = document.querySelector("main");
+    for (const lens of this.model.lenses || []) {
+      const root = h("div", {class: "lens", id: `lens-${lens.name}`, "data-lens": lens.name});
+      host.appendChild(root);
+      try {
+        const mod = lens.module ? await import(`polylens-lens/${lens.name}/${lens.module}`) : {mount: mountGeneric};
+        this.views.push(mod.mount(root, this, lens) || {});
+      } catch (err) {
+        fill(root, h("section", {class: "panel wide"}, h("h2", {}, lens.title),
+          h("div", {class: "bad"}, `The view of ${lens.name} could not load: ${err.message}`)));
+      }
+    }
+    this.inputView.setFilters(this.state.filters);
     await this.refreshForward();
-    this.refreshRobust();
+    this.refreshStatus();
     if (q.n && /^L\d+\.n\d+$/.test(q.n)) this.openNeuron(q.n);
-    this.pollSweep();
-    this.pollAnalysis("signatures", $("signatures-view"), (p) => renderSignatures($("signatures-view"), this.model, p));
-    this.pollAnalysis("prototypes", $("prototypes-view"), (p) => renderPrototypes($("prototypes-view"), this.model, p, (i) => this.setSample(i)));
     window.addEventListener("hashchange", () => this.onHashChange());
     document.body.dataset.ready = "1";
   }
@@ -113,10 +164,6 @@ class App {
       "the live server: polylens serve MODEL.");
   }
 
-  currentInput() {
-    return this.state.x ? {x: this.state.x} : {sample: this.state.sample};
-  }
-
   writeHash() {
     const p = new URLSearchParams();
     if (this.state.x) {
@@ -125,7 +172,7 @@ class App {
     } else if (this.state.sample !== null) p.set("s", this.state.sample);
     p.set("eps", String(+this.state.eps.toFixed(4)));
     if (this.state.neuron) p.set("n", this.state.neuron);
-    if (this.state.target !== null) p.set("c", this.state.target);
+    for (const [k, v] of Object.entries(this.params)) p.set(k, v);
     const f = this.state.filters;
     if (f.digit !== "all") p.set("d", f.digit);
     if (f.mis) p.set("m", "1");
@@ -138,12 +185,6 @@ class App {
   onHashChange() {
     if (location.hash === this._ownHash) return;
     location.reload();
-  }
-
-  error(err) {
-    if (isAbort(err)) return;
-    fill($("errors"), h("div", {class: "error", role: "alert"}, err.message || String(err)));
-    setTimeout(() => fill($("errors")), 6000);
   }
 
   // -- actions ----------------------------------------------------------------------------------
@@ -165,8 +206,7 @@ class App {
 
   setEps(eps, final) {
     this.state.eps = eps;
-    this.robust.setEps(eps);
-    this.robust.pending();
+    this.emit("eps", eps, final);
     this.writeHash();
     if (final) {  // released: check this radius now; while dragging, wait for a pause
       this.epsChanged.cancel();
@@ -176,14 +216,39 @@ class App {
     }
   }
 
+  openNeuron(key) {
+    const m = key.match(/^L(\d+)\.n(\d+)$/);
+    if (!m || +m[1] < 1 || +m[1] > this.model.layers.length || +m[2] >= this.model.layers[+m[1] - 1].width) return;
+    this.state.neuron = key;
+    this.diagram.setSelected(key);
+    this.writeHash();
+    this.emit("neuron", key);
+  }
+
+  closeNeuron() {
+    this.state.neuron = null;
+    this.diagram.setSelected(null);
+    this.writeHash();
+    this.emit("closeNeuron");
+  }
+
+  async rename(layer, j, name) {
+    const r = await this.src.rename(layer, j, name);
+    this.model = await this.src.model();
+    this.inputView.model = this.model;
+    if (this.fwd) this.diagram.render(this.model, this.fwd);
+    this.diagram.setSelected(this.state.neuron);
+    await this.emit("model", this.model);
+    return r;
+  }
+
   // -- refreshers -------------------------------------------------------------------------------
 
   async refreshForward(opts = {}) {
     const req = this.ch.fwd.start();
-    const input = this.currentInput();
     let fwd;
     try {
-      fwd = await this.src.forward(input, req.signal);
+      fwd = await this.src.forward(this.input(), req.signal);
     } catch (err) {
       return this.error(err);
     }
@@ -194,12 +259,10 @@ class App {
     const tag = this.state.x ? `drawn:${encodeX(this.state.x)}` : `sample:${this.state.sample}`;
     $("diagram").dataset.input = tag;
     $("diagram-legend-count").textContent = this._legendCount(fwd);
-    this.input.show(fwd, {sample: this.state.x ? this.state.from : this.state.sample, drawn: !!this.state.x});
-    if (this.neuron.key && this.neuron.data) this.neuron.show(this.neuron.data, fwd);
+    this.inputView.show(fwd, {sample: this.state.x ? this.state.from : this.state.sample, drawn: !!this.state.x});
     this.writeHash();
     document.body.dataset.input = tag;
-    this.robust.pending();
-    this.trace.pending();
+    this.emit("pending");
     if (opts.painting) this.slow(); else { this.slow.cancel(); this.refreshSlow(); }
   }
 
@@ -209,124 +272,42 @@ class App {
     return `${parts.length ? parts.join("; ") + "; " : ""}edges drawn per layer: ${e}`;
   }
 
-  // The certificate first: the tooltip bounds would compete with it for the server's CPU.
+  // The views first (their LP checks), then the tooltip bounds, which would compete for the server's CPU.
   async refreshSlow() {
-    this.refreshTrace();
-    await this.refreshCertify();
+    await this.emit("input", this.input(), this.fwd);
     this.refreshBounds();
   }
 
   async refreshEps() {
-    const cert = this.refreshCertify();
-    this.refreshRobust();
-    await cert;
+    const settled = this.emit("epsSettled", this.state.eps);
+    this.refreshStatus();
+    await settled;
     this.refreshBounds();
   }
 
   async refreshBounds() {
     const req = this.ch.bounds.start();
     try {
-      const b = await this.src.bounds(this.currentInput(), this.state.eps, req.signal);
+      const b = await this.src.bounds(this.input(), this.state.eps, req.signal);
       if (req.seq !== req.current()) return;
       this.diagram.setBounds(b);
     } catch (err) { this.error(err); }
   }
 
-  async refreshCertify() {
-    const req = this.ch.cert.start();
-    const eps = this.state.eps;
-    this.robust.pending();
-    try {
-      const c = await this.src.certify(this.currentInput(), eps, req.signal);
-      if (req.seq !== req.current()) return;
-      if (c.status === "cancelled") return;
-      this.robust.show({...c, eps: c.eps ?? eps}, this.fwd ? this.fwd.x : null);
-      const st = $("cert-status");
-      st.dataset.eps = String(eps);
-      st.dataset.input = document.body.dataset.input;
-    } catch (err) {
-      if (!isAbort(err)) this.robust.show({error: err.message, eps});
-    }
-  }
-
-  async refreshTrace() {
-    const req = this.ch.trace.start();
-    try {
-      const t = await this.src.trace(this.currentInput(), this.state.target, req.signal);
-      if (req.seq !== req.current()) return;
-      this.trace.show(t);
-    } catch (err) { this.error(err); }
-  }
-
-  async refreshRobust() {
-    if (!this.state.filters.nonrobust || !this.model.n_samples) {
-      this.input.setRobust(null);
+  async refreshStatus() {
+    if (!this.statusFilter || !this.state.filters.nonrobust || !this.model.n_samples) {
+      this.inputView.setRobust(null);
       return;
     }
-    const req = this.ch.robust.start();
-    this.input.setRobust(null, true);
+    const req = this.ch.status.start();
+    this.inputView.setRobust(null, true);
     try {
-      const r = await this.src.robust(this.state.eps, req.signal);
+      const r = await this.statusFilter.fetch(this.state.eps, req.signal);
       if (req.seq !== req.current()) return;
-      this.input.setRobust(r);
-      const list = this.input.matching();
+      this.inputView.setRobust(r);
+      const list = this.inputView.matching();
       if (this.state.sample !== null && list.length && !list.includes(this.state.sample)) this.setSample(list[0]);
     } catch (err) { this.error(err); }
-  }
-
-  async openNeuron(key) {
-    const m = key.match(/^L(\d+)\.n(\d+)$/);
-    if (!m || +m[1] < 1 || +m[1] > this.model.layers.length || +m[2] >= this.model.layers[+m[1] - 1].width) return;
-    this.state.neuron = key;
-    this.diagram.setSelected(key);
-    this.writeHash();
-    if (this.neuron.key !== key) this.neuron.loading(key);
-    const req = this.ch.neuron.start();
-    try {
-      const p = await this.src.neuron(+m[1], +m[2], req.signal);
-      if (req.seq !== req.current() || this.state.neuron !== key) return;
-      this.neuron.show(p, this.fwd);
-      if (p.report && p.report.status === "running") setTimeout(() => { if (this.state.neuron === key) this.openNeuron(key); }, 700);
-      else $("neuron-view").dataset.ready = key;
-    } catch (err) { this.error(err); }
-  }
-
-  closeNeuron() {
-    this.state.neuron = null;
-    this.neuron.close();
-    this.diagram.setSelected(null);
-    this.writeHash();
-  }
-
-  async rename(layer, j, name) {
-    const r = await this.src.rename(layer, j, name);
-    this.model = await this.src.model();
-    this.neuron.model = this.model;
-    this.trace.setModel(this.model);
-    this.input.model = this.model;
-    if (this.fwd) this.diagram.render(this.model, this.fwd);
-    this.diagram.setSelected(this.state.neuron);
-    if (this.state.neuron) await this.openNeuron(this.state.neuron);
-    this.refreshTrace();
-    return r;
-  }
-
-  async pollSweep() {
-    try {
-      const sw = await this.src.sweep();
-      this.robust.showSweep(sw);
-      if (sw && (sw.status === "running" || sw.status === "idle")) setTimeout(() => this.pollSweep(), 1500);
-    } catch (err) { this.error(err); }
-  }
-
-  async pollAnalysis(name, root, render) {
-    try {
-      const p = await this.src[name]();
-      render(p);
-      if (p && p.status === "running") setTimeout(() => this.pollAnalysis(name, root, render), 1500);
-    } catch (err) {
-      fill(root, h("h2", {}, name), h("div", {class: "bad"}, err.message));
-    }
   }
 }
 

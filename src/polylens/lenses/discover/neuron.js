@@ -128,3 +128,33 @@ export class NeuronPanel {
                        xaxis: {title: {text: "post-activation z"}}});
   }
 }
+
+/** The neuron view: the panel of the neuron clicked in the diagram (#neuron-view, hidden until then). */
+export function mount(root, app) {
+  const panelRoot = h("section", {class: "panel span2", id: "neuron-view", hidden: true});
+  root.appendChild(panelRoot);
+  const panel = new NeuronPanel(panelRoot, app.model, {
+    onRename: (l, j, name) => app.rename(l, j, name), onClose: () => app.closeNeuron(),
+    onSample: (i) => app.setSample(i),
+    note: app.src.live ? app.model.names.note : "Static site: names you type are kept in this browser only.",
+  });
+  let seq = 0;
+  const open = async (key) => {
+    const m = key.match(/^L(\d+)\.n(\d+)$/);
+    const mine = ++seq;
+    if (panel.key !== key) panel.loading(key);
+    try {
+      const p = await app.lens("neurons", "main", {layer: +m[1], neuron: +m[2]});
+      if (mine !== seq || app.state.neuron !== key) return;
+      panel.show(p, app.fwd);
+      if (p.report && p.report.status === "running") setTimeout(() => { if (app.state.neuron === key) open(key); }, 700);
+      else panelRoot.dataset.ready = key;
+    } catch (err) { app.error(err); }
+  };
+  return {
+    neuron: (key) => open(key),
+    closeNeuron: () => panel.close(),
+    input: (input, fwd) => { if (panel.key && panel.data) panel.show(panel.data, fwd); },
+    model: (model) => { panel.model = model; if (app.state.neuron) return open(app.state.neuron); },
+  };
+}

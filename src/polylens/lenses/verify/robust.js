@@ -153,3 +153,53 @@ export class RobustView {
     });
   }
 }
+
+/**
+ * The robustness view: the eps slider with the live certificate of the input on screen (panel
+ * #robust-view), the per-digit curves of the background sweep (#curves-view), and the "non-robust at
+ * ε" filter of the input view (the status of every sample at ε).
+ */
+export function mount(root, app) {
+  const panel = h("section", {class: "panel", id: "robust-view"});
+  const curves = h("section", {class: "panel wide", id: "curves-view"});
+  root.append(panel, curves);
+  const view = new RobustView(panel, curves, app.model, {grid: app.src.grid, onEps: (e, final) => app.setEps(e, final)});
+  let seq = 0;
+  let abort = null;
+  const certify = async () => {
+    const mine = ++seq;
+    if (abort) abort.abort();
+    abort = new AbortController();
+    const eps = app.state.eps;
+    view.pending();
+    try {
+      const c = await app.lens("robustness", "certify", {...app.input(), eps}, abort.signal);
+      if (mine !== seq || c.status === "cancelled") return;
+      view.show({...c, eps: c.eps ?? eps}, app.fwd ? app.fwd.x : null);
+      const st = document.getElementById("cert-status");
+      st.dataset.eps = String(eps);
+      st.dataset.input = document.body.dataset.input;
+    } catch (err) {
+      if (err.name !== "AbortError" && mine === seq) view.show({error: err.message, eps});
+    }
+  };
+  const pollSweep = async () => {
+    try {
+      const sw = await app.lens("robustness", "sweep", {});
+      view.showSweep(sw);
+      if (sw && (sw.status === "running" || sw.status === "idle")) setTimeout(pollSweep, 1500);
+    } catch (err) { app.error(err); }
+  };
+  app.setStatusFilter({
+    label: " non-robust at ε", title: "only samples not verified robust at the current ε",
+    fetch: (eps, signal) => app.lens("robustness", "robust", {eps}, signal),
+  });
+  view.setEps(app.state.eps);
+  pollSweep();
+  return {
+    pending: () => view.pending(),
+    input: () => certify(),
+    eps: (eps) => { view.setEps(eps); view.pending(); },
+    epsSettled: () => certify(),
+  };
+}

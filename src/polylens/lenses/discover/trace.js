@@ -55,3 +55,28 @@ export class TraceView {
     this.model = model;
   }
 }
+
+/** The trace view: the exact flows of the input on screen into the chosen class (URL key "c"). */
+export function mount(root, app) {
+  const panel = h("section", {class: "panel wide", id: "trace-view"});
+  root.appendChild(panel);
+  const view = new TraceView(panel, app.tooltip, app.model, {
+    onTarget: (k) => { app.setParam("c", k); refresh(); },
+    onNeuron: (k) => app.openNeuron(k),
+  });
+  let seq = 0;
+  const refresh = async () => {
+    const mine = ++seq;
+    const c = app.param("c");
+    const target = c !== undefined && /^\d+$/.test(c) && +c < app.model.n_classes ? +c : null;
+    try {
+      const t = await app.lens("trace", "main", {...app.input(), target});
+      if (mine === seq) view.show(t);
+    } catch (err) { app.error(err); }
+  };
+  return {
+    pending: () => view.pending(),
+    input: () => refresh(),
+    model: (model) => { view.setModel(model); return refresh(); },
+  };
+}

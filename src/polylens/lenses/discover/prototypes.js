@@ -1,0 +1,57 @@
+// Prototypes: for each digit, its best test image moved by the max-margin LP (blue: ink added, red:
+// removed), with the real margin before and after and the proven bound. Fields of PrototypeResult.
+
+import { h, fill, fmt, signed, imageSvg } from "polylens/util.js";
+export function renderPrototypes(root, model, payload, onSample) {
+  const head = h("h2", {}, "Prototypes");
+  if (!payload || payload.status === "running") {
+    fill(root, head, h("div", {class: "muted", id: "prototypes-status"}, "computing the max-margin prototypes…"));
+    return;
+  }
+  if (payload.status === "error" || payload.available === false) {
+    fill(root, head, h("div", {class: "bad"}, payload.error || payload.note));
+    return;
+  }
+  const r = payload.result;
+  const shape = r.input_shape;
+  const names = model.class_names;
+  const cards = r.digits.map((d, i) => h("figure", {class: "proto-card", "data-digit": d},
+    h("div", {class: "proto-imgs"},
+      h("button", {class: "thumb", title: `start: test sample #${r.start_index[i]} (its best image)`,
+                   onclick: () => onSample(r.start_index[i])}, imageSvg(r.start[i], shape, {size: 56, label: "start"})),
+      h("span", {class: "arrow"}, "→"),
+      imageSvg(r.prototype[i], shape, {size: 56, label: `prototype of ${names[d]}`}),
+      imageSvg(r.delta[i], shape, {size: 56, mode: "diverging", label: "change", vmax: Math.max(r.eps, 1e-9)})),
+    h("figcaption", {},
+      h("b", {}, `digit ${names[d]}`),
+      h("div", {class: "small"}, `margin ${signed(r.start_margin[i], 2)} → ${signed(r.prototype_margin[i], 2)}`),
+      h("div", {class: "small muted"}, `≤ ${signed(r.margin_upper[i], 2)} anywhere in the ball · ${r.source[i]} · ${r.n_changed[i]} px`))));
+  fill(root, head,
+    h("div", {class: "small muted"},
+      `For each digit, from its best test image, the input within ε = ${fmt(r.eps, 2)} that the LP relaxation says maximises the ` +
+      `worst-case margin (L1 price λ = ${fmt(r.lam, 3)}): start → prototype → change (blue more ink, red less, as in the signatures). ` +
+      "The bound is rigorous: no input in the ball has a larger margin."),
+    h("div", {class: "proto-grid", id: "prototype-grid"}, cards));
+}
+
+// Poll a background payload until it is ready, drawing each state (running, error, ready).
+function poll(app, name, root, render) {
+  const go = async () => {
+    try {
+      const p = await app.lens(name, "main", {});
+      render(p);
+      if (p && p.status === "running") setTimeout(go, 1500);
+    } catch (err) {
+      fill(root, h("h2", {}, name), h("div", {class: "bad"}, err.message));
+    }
+  };
+  go();
+}
+
+/** The prototypes view: one wide panel, computed once in the background. */
+export function mount(root, app) {
+  const panel = h("section", {class: "panel wide", id: "prototypes-view"});
+  root.appendChild(panel);
+  poll(app, "prototypes", panel, (p) => renderPrototypes(panel, app.model, p, (i) => app.setSample(i)));
+  return {};
+}
