@@ -351,3 +351,29 @@ def test_static_export_from_disk(browser, site, shots):
     p = Page(browser, (site / "index.html").as_uri())
     static_page_checks(p, shots, "static-file")
     p.close()
+
+
+def test_a_registered_lens_gets_a_view(browser, model_dir, shots):
+    """A lens registered with one line (tests/example_lens.py, no module of its own) appears on the page
+    as the generic view: its report section's table, computed by the server."""
+    import example_lens
+    from polylens.lenses import register, unregister
+
+    lens = register(example_lens.MEAN_INPUT)
+    try:
+        app, ex = live_app(load_model(model_dir))
+        s = ServerThread(app)
+        try:
+            p = Page(browser, s.url)
+            page = p.page
+            page.wait_for_selector("#mean-input-view[data-ready='1'] table.lens-table", timeout=60_000)
+            assert page.locator("#mean-input-view table.lens-table tbody tr").count() == 10
+            assert "Mean inputs" in page.inner_text("#mean-input-view")
+            page.locator("#mean-input-view").screenshot(path=str(shots / "generic-view.png"))
+            assert not p.errors, p.errors
+            p.close()
+        finally:
+            s.stop()
+            ex.close()
+    finally:
+        unregister(lens.name)

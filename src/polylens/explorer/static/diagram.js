@@ -32,7 +32,8 @@ export class Diagram {
       const el = e.target.closest("[data-key]");
       if (!el) return;
       const key = el.dataset.key;
-      if (key.startsWith("L") && this.opts.onNeuron) this.opts.onNeuron(key);
+      const node = this.nodes.get(key);
+      if (node && node.kind === "neuron" && this.opts.onNeuron) this.opts.onNeuron(key);
     });
   }
 
@@ -66,7 +67,7 @@ export class Diagram {
     const gy0 = midY - gridH / 2;
     cols[0].shown.forEach((i) => {
       const r = Math.floor(i / Ww), c = i % Ww;
-      this.nodes.set(`x[${i}]`, {x: PAD + (c + 0.5) * cell, y: gy0 + (r + 0.5) * cell, r: cell / 2});
+      this.nodes.set(`x[${i}]`, {x: PAD + (c + 0.5) * cell, y: gy0 + (r + 0.5) * cell, r: cell / 2, ...this._id(0, i, nCols)});
     });
     // Each column spreads its nodes over the tallest column's height (at most 110 px apart).
     const span = Math.max((tallest - 1) * spacing, 2 * spacing);
@@ -77,8 +78,8 @@ export class Diagram {
       const sp = n > 1 ? Math.min(110, span / (n - 1)) : 0;
       this.colSpacing.push(n > 1 ? sp : 110);
       const top = midY - (n - 1) * sp / 2;
-      col.shown.forEach((j, k) => this.nodes.set(this._key(ci, j, nCols), {x: xs[ci], y: top + k * sp}));
-      if (col.more) this.nodes.set(this._key(ci, -1, nCols), {x: xs[ci], y: top + col.shown.length * sp});
+      col.shown.forEach((j, k) => this.nodes.set(this._key(ci, j, nCols), {x: xs[ci], y: top + k * sp, ...this._id(ci, j, nCols)}));
+      if (col.more) this.nodes.set(this._key(ci, -1, nCols), {x: xs[ci], y: top + col.shown.length * sp, ...this._id(ci, -1, nCols)});
     }
 
     const svgEdges = s("g", {class: "edges"});
@@ -171,6 +172,14 @@ export class Diagram {
 
   // -- keys and values ---------------------------------------------------------------------------
 
+  /** What a node is, as a value: {kind: "pixel" | "neuron" | "logit" | "more", layer, index}. */
+  _id(ci, j, nCols) {
+    if (j < 0) return {kind: "more", layer: ci, index: -1};
+    if (ci === 0) return {kind: "pixel", layer: 0, index: j};
+    if (ci === nCols - 1) return {kind: "logit", layer: ci, index: j};
+    return {kind: "neuron", layer: ci, index: j};
+  }
+
   _key(ci, j, nCols) {
     if (ci === 0) return j < 0 ? "x[more]" : `x[${j}]`;
     if (ci === nCols - 1) return j < 0 ? "logit[more]" : `logit[${j}]`;
@@ -236,9 +245,10 @@ export class Diagram {
   _networkTip(key) {
     const p = this.payload;
     const b = this.bounds;
-    let m;
-    if ((m = key.match(/^x\[(\d+)\]$/))) {
-      const i = +m[1];
+    const node = this.nodes.get(key);
+    if (!node) return null;
+    if (node.kind === "pixel") {
+      const i = node.index;
       const shape = this.model.input_shape;
       const where = shape.length === 2 ? `row ${Math.floor(i / shape[1])}, col ${i % shape[1]}` : `input ${i}`;
       return h("div", {class: "tip"},
@@ -247,16 +257,16 @@ export class Diagram {
         b ? h("div", {}, `box at ${this._epsText()}: [${fmt(b.input.lower[i], 3)}, ${fmt(b.input.upper[i], 3)}]`)
           : h("div", {class: "muted"}, "box: computing…"));
     }
-    if ((m = key.match(/^logit\[(\d+)\]$/))) {
-      const k = +m[1];
+    if (node.kind === "logit") {
+      const k = node.index;
       return h("div", {class: "tip"},
         h("div", {class: "tip-title"}, `class ${this.model.class_names[k]}`, h("span", {class: "tip-key"}, key)),
         h("div", {}, `logit ${fmt(p.logits[k], 3)} · probability ${fmt(p.probs[k], 3)}`),
         b ? h("div", {}, `logit bounds at ${this._epsText()}: [${fmt(b.logits.lower[k], 3)}, ${fmt(b.logits.upper[k], 3)}]`)
           : h("div", {class: "muted"}, "bounds: computing…"));
     }
-    if ((m = key.match(/^L(\d+)\.n(\d+)$/))) {
-      const l = +m[1], j = +m[2];
+    if (node.kind === "neuron") {
+      const l = node.layer, j = node.index;
       const lay = p.layers[l - 1];
       const name = this._name(l, j);
       const kids = [
@@ -285,7 +295,7 @@ export class Diagram {
       kids.push(h("div", {class: "muted"}, "click for the neuron panel"));
       return h("div", {class: "tip"}, kids);
     }
-    if (key.endsWith(".more") || key.endsWith("[more]")) {
+    if (node.kind === "more") {
       return h("div", {class: "tip"}, h("div", {class: "tip-title"}, "folded neurons"),
         h("div", {}, "The neurons with the smallest |activation| are folded into this node;"),
         h("div", {}, "its edges carry their summed contributions w·a."));
@@ -295,14 +305,15 @@ export class Diagram {
 
   _traceTip(key) {
     const p = this.payload;
-    let m;
-    if ((m = key.match(/^x\[(\d+)\]$/))) {
-      const i = +m[1];
+    const node = this.nodes.get(key);
+    if (!node) return null;
+    if (node.kind === "pixel") {
+      const i = node.index;
       return h("div", {class: "tip"}, h("div", {class: "tip-title"}, `pixel x[${i}]`),
         h("div", {}, `flow into logit[${p.target}] through every path: ${signed(p.pixel_flow[i], 4)}`));
     }
-    if ((m = key.match(/^L(\d+)\.n(\d+)$/))) {
-      const l = +m[1], j = +m[2];
+    if (node.kind === "neuron") {
+      const l = node.layer, j = node.index;
       const lay = p.layers[l - 1];
       return h("div", {class: "tip"},
         h("div", {class: "tip-title"}, lay.names[j], h("span", {class: "tip-key"}, key)),
@@ -310,11 +321,11 @@ export class Diagram {
         h("div", {}, `flow into logit[${p.target}]: ${signed(lay.flow[j], 4)}`),
         h("div", {}, `own constant's flow: ${signed(lay.constant_flow[j], 4)}`));
     }
-    if ((m = key.match(/^logit\[(\d+)\]$/))) {
-      return h("div", {class: "tip"}, h("div", {class: "tip-title"}, `logit[${m[1]}]`),
-        h("div", {}, `value ${fmt(p.logits[+m[1]], 4)}`));
+    if (node.kind === "logit") {
+      return h("div", {class: "tip"}, h("div", {class: "tip-title"}, `logit[${node.index}]`),
+        h("div", {}, `value ${fmt(p.logits[node.index], 4)}`));
     }
-    if (key.endsWith(".more") || key.endsWith("[more]")) {
+    if (node.kind === "more") {
       return h("div", {class: "tip"}, h("div", {class: "tip-title"}, "folded neurons"),
         h("div", {}, "Neurons with the smallest |flow| are folded into this node; its edges carry their summed flow."));
     }

@@ -144,7 +144,7 @@ class App {
     this.inputView.setFilters(this.state.filters);
     await this.refreshForward();
     this.refreshStatus();
-    if (q.n && /^L\d+\.n\d+$/.test(q.n)) this.openNeuron(q.n);
+    if (q.n) this.openNeuron(q.n);
     window.addEventListener("hashchange", () => this.onHashChange());
     document.body.dataset.ready = "1";
   }
@@ -216,9 +216,17 @@ class App {
     }
   }
 
+  /** The neuron a key names, as {layer, neuron} (from the model payload), or null for no such neuron. */
+  neuronOf(key) {
+    for (const layer of this.model.layers) {
+      const j = layer.neurons.findIndex((n) => n.key === key);
+      if (j >= 0) return {layer: layer.layer, neuron: j};
+    }
+    return null;
+  }
+
   openNeuron(key) {
-    const m = key.match(/^L(\d+)\.n(\d+)$/);
-    if (!m || +m[1] < 1 || +m[1] > this.model.layers.length || +m[2] >= this.model.layers[+m[1] - 1].width) return;
+    if (!this.neuronOf(key)) return;
     this.state.neuron = key;
     this.diagram.setSelected(key);
     this.writeHash();

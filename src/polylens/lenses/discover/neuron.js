@@ -140,11 +140,11 @@ export function mount(root, app) {
   });
   let seq = 0;
   const open = async (key) => {
-    const m = key.match(/^L(\d+)\.n(\d+)$/);
+    const id = app.neuronOf(key);
     const mine = ++seq;
     if (panel.key !== key) panel.loading(key);
     try {
-      const p = await app.lens("neurons", "main", {layer: +m[1], neuron: +m[2]});
+      const p = await app.lens("neurons", "main", id);
       if (mine !== seq || app.state.neuron !== key) return;
       panel.show(p, app.fwd);
       if (p.report && p.report.status === "running") setTimeout(() => { if (app.state.neuron === key) open(key); }, 700);
