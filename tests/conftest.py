@@ -17,6 +17,23 @@ if os.environ.get("CI"):
 from polylens.nn import REGISTRY, ActKind, Activation, Network
 
 
+def run_cli(*args) -> tuple[int, str, str]:
+    """Run ``polylens ARGS`` in-process through main() inside typer's CliRunner isolation (captured
+    stdout and stderr); returns (exit code, stdout, stderr)."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from polylens.cli import main
+
+    runner = CliRunner()
+    with runner.isolation() as (out, err, _):
+        code = main([str(a) for a in args])
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return code, out.getvalue().decode(), err.getvalue().decode()
+
+
 def random_network(widths, act, seed=0, scale=1.0) -> Network:
     """A network with the given widths, Gaussian weights of variance scale^2 / fan_in, small biases."""
     rng = np.random.default_rng(seed)

@@ -10,22 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from polylens.cli import main
 from polylens.cli.demo import run_demo
 from polylens.nn.model import CARD_FILE, load_model, model_split
 
-
-def run_cli(*args: str) -> tuple[int, str, str]:
-    """Run ``polylens ARGS`` in-process through main() inside typer's CliRunner isolation
-    (captured stdout and stderr); returns (exit code, stdout, stderr)."""
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        code = main([str(a) for a in args])
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return code, out.getvalue().decode(), err.getvalue().decode()
+from conftest import run_cli
 
 
 def run_json(*args: str) -> dict:

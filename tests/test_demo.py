@@ -6,15 +6,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from polylens.cli import main
 from polylens.cli.demo import run_demo
 from polylens.lenses import report_lenses
+
+from conftest import run_cli
 
 from test_report import assert_self_contained
 
@@ -23,15 +22,6 @@ SECTION_IDS = tuple(l.name for l in report_lenses())
 #: Test images per stage: small enough for seconds, large enough for every digit.
 N = 80
 CHROMIUM = "/usr/bin/chromium"
-
-
-def run_cli(*args) -> tuple[int, str, str]:
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        code = main([str(a) for a in args])
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.fixture(scope="module")

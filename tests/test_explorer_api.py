@@ -60,7 +60,7 @@ def poll(client, name, kind="main", body=None, timeout=60.0):
         st = d.get("status") if "report" not in d else d["report"].get("status")
         if st not in ("running", "idle"):
             return d
-        assert time.monotonic() - t0 < timeout, f"{url} still running after {timeout} s"
+        assert time.monotonic() - t0 < timeout, f"{name}/{kind} still running after {timeout} s"
         time.sleep(0.2)
 
 

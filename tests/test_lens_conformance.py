@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import enum
 import json
-import sys
 
-import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from polylens.cli import main
 from polylens.data.labelled import Data
 from polylens.explorer.api import Explorer, ExplorerConfig, _payloads
 from polylens.lenses import all_lenses
@@ -21,7 +17,7 @@ from polylens.nn.model import Model, card_for_network, load_model
 from polylens.nn.network import Network
 from polylens.report.html import write_report
 
-from conftest import random_network
+from conftest import random_network, run_cli
 
 LENSES = all_lenses()
 #: Labelled rows every lens runs on here: enough for every digit, few enough for seconds.
@@ -88,15 +84,6 @@ def test_lens_explorer_payloads_answer(lens, models):
             assert out.get("status") != "error", out
     finally:
         ex.close()
-
-
-def run_cli(*args) -> tuple[int, str, str]:
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        code = main([str(a) for a in args])
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 def _cli_args(lens) -> list[str]:

@@ -4,26 +4,16 @@ the CLI, the report, the explorer's views and the static export, with no other f
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
-from typer.testing import CliRunner
 
 import polylens as pl
-from polylens.cli import main
 from polylens.lenses import all_lenses, get_lens, lens_names, register, report_lenses, unregister
 from polylens.nn.model import load_model
 
+from conftest import run_cli
+
 import example_lens
-
-
-def run_cli(*args) -> tuple[int, str, str]:
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        code = main([str(a) for a in args])
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import csv
 import io
 import json
 import re
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,9 +15,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 from matplotlib.image import imread
-from typer.testing import CliRunner
 
-from polylens.cli import main
 from polylens.nn.model import Model, card_for_network, load_model, model_split, save_model
 from polylens.nn.network import Network
 from polylens.report import figures as F
@@ -30,6 +27,8 @@ from polylens.lenses.verify.lens import Robustness, robustness_section
 from polylens.lenses.base import SectionContext
 from polylens.report.build import ReportOptions, run_report
 from polylens.report.html import ReportFigure, Section, Table, write_report
+
+from conftest import run_cli
 
 #: The sections of a full report, in order: one per lens of the report.
 SECTION_IDS = tuple(l.name for l in report_lenses())
@@ -274,15 +273,6 @@ def test_report_of_a_non_image_model(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # The command line
-
-
-def run_cli(*args) -> tuple[int, str, str]:
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        code = main([str(a) for a in args])
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 def test_cli_signatures_and_prototypes_json(tmp_path):

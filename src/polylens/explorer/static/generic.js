@@ -29,16 +29,9 @@ function render(panel, lens, p) {
 export function mount(root, app, lens) {
   const panel = h("section", {class: "panel wide lens-generic", id: `${lens.name}-view`, "data-lens": lens.name});
   root.appendChild(panel);
-  const go = async () => {
-    try {
-      const p = await app.lens(lens.name, "main", {});
-      render(panel, lens, p);
-      if (p && p.status === "running") setTimeout(go, 1500);
-      else panel.dataset.ready = "1";
-    } catch (err) {
-      fill(panel, h("h2", {}, lens.title), h("div", {class: "bad"}, err.message));
-    }
-  };
-  go();
+  app.poll(lens.name, "main", {}, (p) => {
+    render(panel, lens, p);
+    if (!p || p.status !== "running") panel.dataset.ready = "1";
+  });
   return {};
 }

@@ -62,6 +62,23 @@ class App {
   /** A lens's payload: lens(name, kind, params, signal). */
   lens(name, kind, params, signal) { return this.src.lens(name, kind, params, signal); }
 
+  /**
+   * Ask a background payload until it is ready: render(payload) for each answer (status "running",
+   * then "ready" or "error"); a failed request is drawn as an error by render({status: "error"}).
+   */
+  poll(name, kind, params, render, every = 1500) {
+    const go = async () => {
+      try {
+        const p = await this.lens(name, kind, params);
+        render(p);
+        if (p && (p.status === "running" || p.status === "idle")) setTimeout(go, every);
+      } catch (err) {
+        render({status: "error", error: err.message});
+      }
+    };
+    go();
+  }
+
   /** The input on screen as a request names it: {sample: i} or {x: [...]}. */
   input() { return this.state.x ? {x: this.state.x} : {sample: this.state.sample}; }
 

@@ -34,24 +34,10 @@ export function renderPrototypes(root, model, payload, onSample) {
     h("div", {class: "proto-grid", id: "prototype-grid"}, cards));
 }
 
-// Poll a background payload until it is ready, drawing each state (running, error, ready).
-function poll(app, name, root, render) {
-  const go = async () => {
-    try {
-      const p = await app.lens(name, "main", {});
-      render(p);
-      if (p && p.status === "running") setTimeout(go, 1500);
-    } catch (err) {
-      fill(root, h("h2", {}, name), h("div", {class: "bad"}, err.message));
-    }
-  };
-  go();
-}
-
 /** The prototypes view: one wide panel, computed once in the background. */
 export function mount(root, app) {
   const panel = h("section", {class: "panel wide", id: "prototypes-view"});
   root.appendChild(panel);
-  poll(app, "prototypes", panel, (p) => renderPrototypes(panel, app.model, p, (i) => app.setSample(i)));
+  app.poll("prototypes", "main", {}, (p) => renderPrototypes(panel, app.model, p, (i) => app.setSample(i)));
   return {};
 }

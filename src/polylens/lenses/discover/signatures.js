@@ -47,24 +47,10 @@ export function renderSignatures(root, model, payload, onRetry) {
       h("span", {class: "envbar-up legend-swatch"}), " upper side tight"));
 }
 
-// Poll a background payload until it is ready, drawing each state (running, error, ready).
-function poll(app, name, root, render) {
-  const go = async () => {
-    try {
-      const p = await app.lens(name, "main", {});
-      render(p);
-      if (p && p.status === "running") setTimeout(go, 1500);
-    } catch (err) {
-      fill(root, h("h2", {}, name), h("div", {class: "bad"}, err.message));
-    }
-  };
-  go();
-}
-
 /** The signatures view: one wide panel, computed once in the background. */
 export function mount(root, app) {
   const panel = h("section", {class: "panel wide", id: "signatures-view"});
   root.appendChild(panel);
-  poll(app, "signatures", panel, (p) => renderSignatures(panel, app.model, p));
+  app.poll("signatures", "main", {}, (p) => renderSignatures(panel, app.model, p));
   return {};
 }

@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 
 from polylens.lenses.base import Lens, LensOptions, Payload, RunContext, SectionContext, View, option
 from polylens.lenses.verify import explore

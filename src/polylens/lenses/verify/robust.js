@@ -183,13 +183,7 @@ export function mount(root, app) {
       if (err.name !== "AbortError" && mine === seq) view.show({error: err.message, eps});
     }
   };
-  const pollSweep = async () => {
-    try {
-      const sw = await app.lens("robustness", "sweep", {});
-      view.showSweep(sw);
-      if (sw && (sw.status === "running" || sw.status === "idle")) setTimeout(pollSweep, 1500);
-    } catch (err) { app.error(err); }
-  };
+  const pollSweep = () => app.poll("robustness", "sweep", {}, (sw) => view.showSweep(sw));
   app.setStatusFilter({
     label: " non-robust at ε", title: "only samples not verified robust at the current ε",
     fetch: (eps, signal) => app.lens("robustness", "robust", {eps}, signal),
