@@ -16,6 +16,7 @@ from polylens.bounds import BoundMethod, compute_bounds, input_box, margin_lower
 from polylens.errors import ParameterError
 from polylens.lp import LPSolver, Sense, build_polytope
 from polylens.lp.exact import build_milp
+from polylens.relax.envelopes import Envelope
 from polylens.tolerances import VERIFY_MARGIN
 
 from conftest import ALL_ACTIVATIONS, random_network
@@ -63,7 +64,7 @@ def test_verdicts_are_sound_property(seed, eps, act, mode):
     """Hypothesis draws networks, radii, activations and envelope modes: no verdict is ever wrong."""
     net = random_network([5, 4, 4, 3], act, seed=seed, scale=2.0)
     x, y = _data(net, 6, seed=seed + 1)
-    certs = certify(net, x, y, eps, options=CertifyOptions(mode=mode, cuts=4))
+    certs = certify(net, x, y, eps, options=CertifyOptions(envelope=Envelope.from_mode(mode, 4)))
     _check_sound(net, x, y, eps, certs, sample_seed=seed)
 
 

@@ -9,11 +9,12 @@ import pytest
 
 from conftest import ALL_ACTIVATIONS, random_network
 from polylens.lenses.discover.naming import (ANTI, apply_names, name_model, score_map, suggest_names, templates)
-from polylens.lenses.discover.neurons import neuron_report, neuron_values_and_gradients
+from polylens.lenses.discover.neurons import neuron_report
 from polylens.errors import ParameterError
 from polylens.nn import ActKind, Network
 from polylens.nn.activations import REGISTRY
 from polylens.nn.model import load_model, model_split, save_card, save_model
+from polylens.relax.envelopes import Hull
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def test_extrema_chain_for_every_activation_kind(act):
     rng = np.random.default_rng(1)
     x = rng.random((60, 6))
     y = rng.integers(0, 3, 60)
-    r = neuron_report(net, x, y, top=3, steps=60, cuts=4)
+    r = neuron_report(net, x, y, top=3, steps=60, envelope=Hull(4))
     _check_extrema(net, r, x, 0.0)
 
 
@@ -137,23 +138,6 @@ def test_maps_are_weights_in_layer1_and_input_gradients_deeper(seed, seed_report
             np.testing.assert_allclose(p.map.ravel(), fd, atol=1e-6)
 
 
-def test_neuron_gradients_match_finite_differences():
-    # The backpropagated gradient of a post-activation matches central differences (random silu network).
-    net = random_network((5, 4, 3, 2), ActKind.SILU, seed=2)
-    rng = np.random.default_rng(0)
-    X = rng.random((6, 5))
-    layer, neuron = np.array([1, 1, 2, 2, 2, 1]), np.array([0, 3, 0, 1, 2, 2])
-    v, g = neuron_values_and_gradients(net, X, layer, neuron)
-    h = 1e-6
-    for r in range(6):
-        for i in range(5):
-            e = np.zeros(5)
-            e[i] = h
-            vp, _ = neuron_values_and_gradients(net, (X[r] + e)[None], layer[r:r + 1], neuron[r:r + 1])
-            vm, _ = neuron_values_and_gradients(net, (X[r] - e)[None], layer[r:r + 1], neuron[r:r + 1])
-            assert g[r, i] == pytest.approx((vp[0] - vm[0]) / (2 * h), abs=1e-7)
-
-
 def test_report_is_json_and_html(seed_report):
     # to_dict is JSON-able with no NaN, and the Jupyter table names every neuron.
     text = json.dumps(seed_report.to_dict(), allow_nan=False)
@@ -172,8 +156,8 @@ def test_bad_parameters_are_refused(seed):
         neuron_report(m, x, y, penalty=-1.0)
     with pytest.raises(ParameterError, match="'y'"):
         neuron_report(m, x, y[:5])
-    with pytest.raises(ParameterError, match="mode"):
-        neuron_report(m, x, y, mode="tight")
+    with pytest.raises(ParameterError, match="envelope"):
+        neuron_report(m, x, y, envelope="tight")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import random_network
-from polylens.lenses.discover.trace import STRONG_SHARE, WEAK_SHARE, digit_formulas, gates, trace
+from polylens.lenses.discover.trace import STRONG_SHARE, WEAK_SHARE, digit_formulas, trace
 from polylens.errors import ParameterError
 from polylens.nn import ActKind, Activation, Network
 from polylens.nn.model import load_model, model_split
@@ -81,29 +81,6 @@ def test_three_hidden_layers_and_no_hidden_layer():
     _check_trace(random_network((4, 3, 3, 2, 3), ActKind.GELU_TANH, seed=1, scale=2.0), np.full(4, 0.3))
     affine = Network.from_arrays([np.arange(6.0).reshape(2, 3)], [np.ones(2)], [])
     _check_trace(affine, np.array([0.1, 0.2, 0.3]))
-
-
-@pytest.mark.parametrize("kind", list(ActKind), ids=lambda k: k.value)
-def test_gates_are_the_activation_gates_and_offsets_vanish_where_f0_is_0(kind):
-    # The secant gate is the textbook gate for gating kinds (relu 1[a>0], gelu Phi, silu sigmoid, tanh
-    # tanh(a)/a) with a zero offset; sigmoid carries the explicit offset 1/2.
-    from scipy.special import erf, expit
-
-    act = Activation(kind, 0.1 if kind is ActKind.LEAKY_RELU else 0.0)
-    a = np.linspace(-6, 6, 121)
-    g, o = gates(act, a)
-    np.testing.assert_allclose(g * a + o, act(a), atol=1e-15)
-    expected = {ActKind.RELU: (a > 0) * 1.0, ActKind.LEAKY_RELU: np.where(a >= 0, 1.0, 0.1),
-                ActKind.GELU: 0.5 * (1 + erf(a / np.sqrt(2))), ActKind.SILU: expit(a), ActKind.IDENTITY: np.ones_like(a),
-                ActKind.TANH: np.where(a == 0, 1.0, np.tanh(a) / np.where(a == 0, 1.0, a)),
-                ActKind.GELU_TANH: 0.5 * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a ** 3)))}
-    if kind in expected:
-        np.testing.assert_allclose(g, expected[kind], atol=1e-12)
-    if kind is ActKind.SIGMOID:
-        np.testing.assert_allclose(o, 0.5, atol=1e-12)
-        assert np.all((g > 0) & (g <= 0.25 + 1e-12))
-    else:
-        assert np.abs(o).max() <= 1e-12
 
 
 def test_seed_traces_are_exact_on_test_images(seed):
