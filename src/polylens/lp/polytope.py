@@ -6,6 +6,7 @@ Variables, in this order (every block a contiguous slice):
     a{l}[j]      pre-activations of hidden layer l = 1..L-1, bounded by [L, U]
     z{l}[j]      post-activations, bounded by a rigorous enclosure of f([L, U])
     logit[k]     outputs, bounded by rigorous interval arithmetic on the last z box
+                 (:func:`polylens.bounds.common.interval_affine`)
     name[k]      columns an analysis adds with :meth:`Polytope.extend` (auxiliary or integer)
 
 Rows:
@@ -38,12 +39,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from polylens.bounds.common import interval_affine
 from polylens.errors import InfeasibleError, ParameterError
 from polylens.lp.pattern import OFF, ON, ActivationPattern
 from polylens.nn.activations import Activation, Family
 from polylens.nn.network import Network, NeuronId
 from polylens.relax.envelopes import Cuts, Envelope, Hull, build_envelope, check_envelope
-from polylens.tolerances import BOUND_REL_SLACK, EPS64, TINY_RANGE
+from polylens.tolerances import TINY_RANGE
 
 Array = np.ndarray
 
@@ -391,16 +393,6 @@ class Polytope:
         return np.concatenate(parts)
 
 
-def _interval_affine(W: Array, b: Array, lo: Array, hi: Array) -> tuple[Array, Array]:
-    """Rigorous enclosure of W @ [lo, hi] + b, widened outward for float64 rounding."""
-    c, r = (hi + lo) / 2.0, (hi - lo) / 2.0
-    mid = W @ c + b
-    rad = np.abs(W) @ r
-    n = W.shape[1] + 2
-    slack = (n + 2) * EPS64 * (np.abs(W) @ np.maximum(np.abs(lo), np.abs(hi)) + np.abs(b)) + BOUND_REL_SLACK * np.abs(mid)
-    return mid - rad - slack, mid + rad + slack
-
-
 # ---------------------------------------------------------------------------------------------
 # Fixed activation patterns
 
@@ -512,7 +504,8 @@ def build_polytope(network: Network, xl: Array, xu: Array, pre_bounds: Sequence[
         add_block(Role.POST, l, np.asarray(env.zlo, float), np.asarray(env.zhi, float))
     last = network.layers[-1]
     zlo, zhi = (col_lo[-1], col_hi[-1]) if envelopes else (xl, xu)
-    ylo, yhi = _interval_affine(last.W, last.b, zlo, zhi)
+    # The rigorous interval arithmetic of polylens.bounds (the one rounding model): W z + b over the box.
+    ylo, yhi = (v[0] for v in interval_affine(last.W, last.b, zlo[None, :], zhi[None, :]))
     add_block(Role.LOGIT, 0, ylo, yhi)
 
     # Rows: affine equalities, then cuts, built as COO triplets block by block.
