@@ -50,7 +50,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from polylens.errors import ParameterError
 from polylens.nn.activations import Activation
-from polylens.relax.lines import _intervals, _Oriented, _pair_side, _support, _RIGOROUS_ITERS, image_bounds
+from polylens.relax.lines import check_intervals, Oriented, pair_side, support, RIGOROUS_ITERS, image_bounds
 from polylens.tolerances import ENVELOPE_GAP_REL
 from polylens.validation import Described, check_enum, check_int, fail
 
@@ -222,14 +222,14 @@ def _side_cuts(act: Activation, L: Array, U: Array, sigma: float, K: int) -> tup
     Column 0 is the pair line; columns 1.. are added by the sandwich rule (see the module doc).
     """
     n = L.shape[0]
-    F = _Oriented.of(act, sigma)
+    F = Oriented.of(act, sigma)
     S = np.zeros((n, K))
     C = np.zeros((n, K))  # rigorous intercepts
     Cn = np.zeros((n, K))  # nominal intercepts (for choosing)
     X0 = np.zeros((n, K))  # touch sets [X0, X1]
     X1 = np.zeros((n, K))
     valid = np.zeros((n, K), dtype=bool)
-    s0, sup = _pair_side(act, L, U, sigma)
+    s0, sup = pair_side(act, L, U, sigma)
     S[:, 0], C[:, 0], Cn[:, 0], X0[:, 0], X1[:, 0] = s0, sup.bound, sup.nominal, sup.touch_lo, sup.touch_hi
     valid[:, 0] = True
     if K == 1:
@@ -273,7 +273,7 @@ def _side_cuts(act: Activation, L: Array, U: Array, sigma: float, K: int) -> tup
         piece = np.searchsorted(brk, xa[idx], side="right")
         same = (curv[piece] == 0) & (xb[idx] <= np.append(brk, np.inf)[piece])
         s_new = np.where(same, F.d1_right(xa[idx]), s_new)
-        sup = _support(act, L[idx], U[idx], s_new, sigma, _RIGOROUS_ITERS)
+        sup = support(act, L[idx], U[idx], s_new, sigma, RIGOROUS_ITERS)
         S[idx, col], C[idx, col], Cn[idx, col] = s_new, sup.bound, sup.nominal
         X0[idx, col], X1[idx, col] = sup.touch_lo, sup.touch_hi
         valid[idx, col] = True
@@ -313,7 +313,7 @@ def build_envelope(act: Activation, L, U, envelope: Envelope = Hull(), *, mode: 
     if mode is not None or cuts is not None:
         envelope = Envelope.from_mode(EnvelopeMode.HULL if mode is None else mode, 8 if cuts is None else cuts, where)
     K = check_envelope(envelope, where).cuts
-    L, U = _intervals(L, U, where)
+    L, U = check_intervals(L, U, where)
     if L.ndim != 1:
         raise ParameterError(f"The 'lower' and 'upper' parameters of {where} must be 1-D arrays (one entry "
                              f"per neuron). Got shape {L.shape} instead.")
@@ -372,7 +372,7 @@ def envelope_areas(env: Cuts, samples: int = _AREA_SAMPLES) -> Array:
 def convex_hull_areas(act: Activation, L, U, samples: int = _AREA_SAMPLES) -> Array:
     """Area of the convex hull of the graph of f over each [L_j, U_j], shape (n,), from ``samples``
     points plus the inflection points (relative error of order (width / samples)**2)."""
-    L, U = _intervals(L, U, "convex_hull_areas")
+    L, U = check_intervals(L, U, "convex_hull_areas")
     L, U = np.atleast_1d(L).ravel(), np.atleast_1d(U).ravel()
     return np.array([_hull_area(act, lo, hi, samples) for lo, hi in zip(L, U)])
 
@@ -392,7 +392,7 @@ def hull_area_ratios(act: Activation, L, U, envelope: Envelope = Hull(), samples
     zero-width interval, or f linear there) the ratio is 1 if the envelope's area is zero too (to
     1e-12 relative), else inf.
     """
-    L, U = _intervals(L, U, "hull_area_ratios")
+    L, U = check_intervals(L, U, "hull_area_ratios")
     L, U = np.atleast_1d(L).ravel(), np.atleast_1d(U).ravel()
     env = build_envelope(act, L, U, envelope)
     return _ratio(envelope_areas(env, samples), convex_hull_areas(act, L, U, samples), act, L, U)
@@ -404,7 +404,7 @@ def hull_area_ratio(act: Activation, L, U, envelope: Envelope = Hull()) -> float
     For scalar L, U: the ratio for that interval (1.0 means the envelope is the hull). For arrays:
     the ratio of the summed areas. See :func:`hull_area_ratios`.
     """
-    L, U = _intervals(L, U, "hull_area_ratio")
+    L, U = check_intervals(L, U, "hull_area_ratio")
     L, U = np.atleast_1d(L).ravel(), np.atleast_1d(U).ravel()
     if L.size == 1:
         return float(hull_area_ratios(act, L, U, envelope)[0])

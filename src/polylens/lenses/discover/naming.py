@@ -47,6 +47,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from polylens.arrays import frozen
 from polylens.errors import ParameterError
 from polylens.nn.model import Model, neuron_keys
 from polylens.nn.network import Network, NeuronId
@@ -128,9 +129,7 @@ def templates(shape: tuple[int, ...]) -> tuple[Template, ...]:
     ]
     out = []
     for name, mask, text in spec:
-        m = np.asarray(mask, dtype=np.float64)
-        m.setflags(write=False)
-        out.append(Template(name, m, text))
+        out.append(Template(name, frozen(mask), text))
     return tuple(out)
 
 
