@@ -11,7 +11,7 @@ import pytest
 from conftest import random_network
 from polylens.lenses.discover.trace import STRONG_SHARE, WEAK_SHARE, digit_formulas, trace
 from polylens.errors import ParameterError
-from polylens.nn import ActKind, Activation, Network
+from polylens.nn import ActKind, Network
 from polylens.nn.model import load_model, model_split
 
 TOL = 1e-10
