@@ -35,7 +35,7 @@ def bench(name, net, x):
         per_pass.append(time.perf_counter() - t)
         for k in range(1, net.n_classes):
             t = time.perf_counter()
-            s.solve(p.margin_cost(0, k), Sense.MIN, basis=False)
+            s.solve(p.margin_cost(0, k), Sense.MIN)
             per_solve.append(time.perf_counter() - t)
     med = statistics.median(per_solve)
     print(f"{name:24s} cols={polys[0].n_cols:4d} rows={polys[0].n_rows:4d}  build {1e3 * build:6.2f} ms  "

@@ -34,7 +34,7 @@ def main():
             t = time.perf_counter()
             r = run_sweep(m.network, x, y, eps, options=CertifyOptions(), out_dir=d, **kw)
             dt = time.perf_counter() - t
-        lp = sum(row.get("lp_solves", 0) for row in r.rows)
+        lp = sum(row.lp_solves for row in r.rows)
         print(f"{label:32s} {dt:7.1f}s  {len(r.rows) / dt:7.1f} units/s  ({len(r.rows)} units, {lp} certification LPs)",
               flush=True)
 

@@ -11,11 +11,12 @@ import json
 import numpy as np
 import pytest
 
-from polylens.lenses.verify.attack import input_gradient, pgd_attack
-from polylens.lenses.discover.counterfactuals import (CLASSIC_PAIRS, _representative, counterfactual, counterfactual_pairs,
+from polylens.lenses.verify.attack import pgd_attack
+from polylens.lenses.discover.counterfactuals import (CLASSIC_PAIRS, representative_image, counterfactual, counterfactual_pairs,
                                               instructive_pairs)
 from polylens.bounds import input_box
 from polylens.errors import ParameterError
+from polylens.nn.linearise import input_gradient
 from polylens.nn.model import load_model, model_split
 
 from conftest import random_network
@@ -67,7 +68,7 @@ def seed():
 def _image(seed, label):
     """The representative image counterfactual_pairs uses for ``label``."""
     m, s = seed
-    return _representative(m.network, s.x_test, s.y_test, label)
+    return representative_image(m.network, s.x_test, s.y_test, label)
 
 
 @pytest.mark.parametrize("label, target, eps", [(4, 9, 0.02), (1, 0, 0.05), (3, 5, 0.3)])

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from polylens.errors import ParameterError
 from polylens.nn.activations import REGISTRY, ActKind, Activation, Family
 from polylens.relax import Lines, Side, image_bounds, pair_lines, slope_range, tightest_intercept
-from polylens.relax.envelopes import Envelope, EnvelopeMode, build_envelope, hull_area_ratio, hull_area_ratios
+from polylens.relax.envelopes import (MAX_CUTS, Cuts, Envelope, EnvelopeMode, Hull, Pair, build_envelope,
+                                      check_envelope, hull_area_ratio, hull_area_ratios)
 
 ACTS = [Activation(k) for k in REGISTRY if k is not ActKind.LEAKY_RELU] + [
     Activation(ActKind.LEAKY_RELU, a) for a in (0.01, 0.2, 3.0)]
@@ -71,7 +72,7 @@ def sampled_min_gap(act: Activation, L, U, s, c, side: Side, levels: int = 4, pt
     return best
 
 
-def cut_margins(act: Activation, env: Envelope) -> np.ndarray:
+def cut_margins(act: Activation, env: Cuts) -> np.ndarray:
     """Sampled minimum margin of every cut over its neuron's interval (>= 0 means sound)."""
     out = np.empty(env.n_cuts)
     for side in Side:
@@ -91,9 +92,30 @@ def act(request) -> Activation:
     return request.param
 
 
+#: The kinds polylens represents, written out: a kind added to (or dropped from) the registry must be
+#: added here on purpose, with the envelope checks below run for it.
+EXPECTED_KINDS = ("identity", "relu", "leaky_relu", "gelu", "gelu_tanh", "sigmoid", "tanh", "silu")
+
+
 def test_every_registry_kind_joins_the_suite():
-    """The suite's activation list covers every kind of the registry."""
+    """The registry holds exactly the expected kinds, the suite's list covers each, and each kind's
+    declared facts pass the envelope checks: consistent curvature pieces, a stationary argmin, and
+    sound pair and hull cuts (with enclosing image bounds) on intervals around its special points."""
+    assert sorted(k.value for k in REGISTRY) == sorted(EXPECTED_KINDS)
     assert {a.kind for a in ACTS} == set(REGISTRY)
+    for kind, spec in REGISTRY.items():
+        assert spec.kind is kind and list(spec.inflections) == sorted(spec.inflections)
+        assert len(spec.curvature) == len(spec.inflections) + 1, kind
+        act = Activation(kind, 0.2 if kind is ActKind.LEAKY_RELU else 0.0)
+        if spec.argmin is not None:
+            assert abs(float(act.derivative(np.array(spec.argmin)))) < 1e-12, kind
+        L, U = intervals_for(act)
+        for env in (Pair(), Hull(4)):
+            cuts = build_envelope(act, L, U, env)
+            assert cut_margins(act, cuts).min() >= 0.0, (kind, env)
+            x = dense_grid(L, U, 401).clip(L, U)
+            f = act(x)
+            assert np.all(cuts.zlo <= f) and np.all(f <= cuts.zhi), (kind, env)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,7 +128,7 @@ def test_cuts_sound_on_refined_samples(act, mode):
     ends and at the inflection points, on intervals around every special point."""
     L, U = intervals_for(act)
     for K in (CUT_COUNTS if mode is EnvelopeMode.HULL else (1,)):
-        env = build_envelope(act, L, U, mode, K)
+        env = build_envelope(act, L, U, Envelope.from_mode(mode, K))
         m = cut_margins(act, env)
         assert m.min() >= 0.0, (K, env.neuron[np.argmin(m)], m.min())
         lo, hi = env.evaluate(dense_grid(L, U).clip(L, U))
@@ -135,7 +157,7 @@ def test_cuts_sound_on_drawn_intervals(act, iv, mode, K):
     included), every mode and cut count 1..16; zlo <= f <= zhi too."""
     c, r = np.array(iv).T
     L, U = c - r, c + r
-    env = build_envelope(act, L, U, mode, K)
+    env = build_envelope(act, L, U, Envelope.from_mode(mode, K))
     assert cut_margins(act, env).min() >= 0.0
     x = dense_grid(L, U, 501).clip(L, U)
     f = act(x)
@@ -148,7 +170,7 @@ def test_huge_intervals_sound_and_finite(act):
     L = np.array([-1e4, -1e4, 9e3, -1e4, -1.0, -1e4])
     U = np.array([1e4, -9e3, 1e4, 1.0, 1e4, -1e4])
     for mode, K in ((EnvelopeMode.PAIR, 1), (EnvelopeMode.HULL, 4), (EnvelopeMode.HULL, 16)):
-        env = build_envelope(act, L, U, mode, K)
+        env = build_envelope(act, L, U, Envelope.from_mode(mode, K))
         assert np.all(np.isfinite(env.slope)) and np.all(np.isfinite(env.intercept))
         assert cut_margins(act, env).min() >= 0.0
         x = np.vstack([dense_grid(L, U, 4001), np.clip(np.linspace(-10, 10, 2001)[:, None], L, U)])
@@ -202,7 +224,7 @@ def test_tightest_intercept_broadcasts_and_rejects_bad_input():
 def test_identity_is_exact(mode):
     """identity: exactly one lower and one upper cut per neuron, both z = a (slope 1, intercept 0)."""
     L, U = np.array([-3.0, 0.0, 2.0, -1e4]), np.array([4.0, 0.0, 2.5, 1e4])
-    env = build_envelope(Activation(ActKind.IDENTITY), L, U, mode, 8)
+    env = build_envelope(Activation(ActKind.IDENTITY), L, U, Envelope.from_mode(mode, 8))
     assert env.n_cuts == 2 * L.size
     assert np.all(env.slope == 1.0) and np.all(env.intercept == 0.0)
 
@@ -215,7 +237,7 @@ def test_stable_piecewise_linear_is_exact(alpha):
     L, U = np.array([0.5, 0.0, -3.0, -2.0, 7.0]), np.array([3.0, 2.0, -0.5, 0.0, 7.0])
     piece = np.where(U > 0, 1.0, alpha)
     for mode in EnvelopeMode:
-        env = build_envelope(act, L, U, mode, 8)
+        env = build_envelope(act, L, U, Envelope.from_mode(mode, 8))
         assert env.n_cuts == 2 * L.size
         assert np.all(env.slope == piece[env.neuron]) and np.all(env.intercept == 0.0)
 
@@ -228,7 +250,7 @@ def test_unstable_relu_hull_is_the_triangle(alpha):
     act = Activation(ActKind.LEAKY_RELU, alpha) if alpha else Activation(ActKind.RELU)
     L, U = np.array([-1.0, -3.0, -0.25, -7.0]), np.array([2.0, 1.0, 5.0, 7.0])
     for K in (2, 3, 8, 16):
-        env = build_envelope(act, L, U, EnvelopeMode.HULL, K)
+        env = build_envelope(act, L, U, Hull(K))
         low = env.side == 0
         assert np.all(np.bincount(env.neuron[low]) == 2)
         assert set(zip(env.neuron[low].tolist(), env.slope[low].tolist(), env.intercept[low].tolist())) == {
@@ -238,7 +260,7 @@ def test_unstable_relu_hull_is_the_triangle(alpha):
         icpt = (1 - alpha) * (-U * L) / (U - L)
         assert np.allclose(env.slope[up], chord, rtol=1e-15, atol=0)
         assert np.all(env.intercept[up] >= icpt * (1 - 1e-15)) and np.allclose(env.intercept[up], icpt, rtol=1e-14)
-        assert hull_area_ratio(act, -1.0, 2.0, EnvelopeMode.HULL, K) == pytest.approx(1.0, abs=1e-6)
+        assert hull_area_ratio(act, -1.0, 2.0, Hull(K)) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_relu_pair_lines_follow_the_adaptive_rule():
@@ -303,11 +325,11 @@ def test_hull_never_looser_than_pair(act):
     """On a dense grid of every interval, HULL's lower bound >= PAIR's and its upper bound <= PAIR's,
     exactly: cut 0 of each side of a HULL envelope is the pair line, bit for bit."""
     L, U = intervals_for(act)
-    pair = build_envelope(act, L, U, EnvelopeMode.PAIR)
+    pair = build_envelope(act, L, U, Pair())
     x = dense_grid(L, U).clip(L, U)
     plo, phi = pair.evaluate(x)
     for K in (2, 5, 16):
-        hull = build_envelope(act, L, U, EnvelopeMode.HULL, K)
+        hull = build_envelope(act, L, U, Hull(K))
         hlo, hhi = hull.evaluate(x)
         assert np.all(hlo >= plo) and np.all(hhi <= phi)
         first = hull.index == 0
@@ -319,8 +341,8 @@ def test_area_ratio_decreases_towards_one(act):
     PAIR's at one cut, and within 1% of the hull at 16 cuts and 0.2% at 40 on typical intervals."""
     L, U = np.array([-1.0, -3.0, 0.5, -5.0]), np.array([1.0, 2.0, 4.0, -1.0])
     counts = (1, 2, 4, 8, 16, 40)
-    ratios = np.array([hull_area_ratios(act, L, U, EnvelopeMode.HULL, K) for K in counts])
-    assert np.allclose(ratios[0], hull_area_ratios(act, L, U, EnvelopeMode.PAIR), rtol=1e-12)
+    ratios = np.array([hull_area_ratios(act, L, U, Hull(K)) for K in counts])
+    assert np.allclose(ratios[0], hull_area_ratios(act, L, U, Pair()), rtol=1e-12)
     assert ratios.min() >= 1.0 - 1e-6
     assert np.all(ratios[1:] <= ratios[:-1] * (1 + 1e-9)), ratios
     assert np.all(ratios[4] <= 1.01) and np.all(ratios[5] <= 1.002), ratios
@@ -330,10 +352,10 @@ def test_area_ratios_vectorised_match_scalar():
     """hull_area_ratios (per interval) agrees with hull_area_ratio on each interval; flat graphs give 1."""
     act = Activation(ActKind.SIGMOID)
     L, U = np.array([-1.0, 0.5, 2.0]), np.array([1.0, 3.0, 2.0])
-    r = hull_area_ratios(act, L, U, EnvelopeMode.HULL, 4)
+    r = hull_area_ratios(act, L, U, Hull(4))
     assert r[2] == 1.0
     for j in range(2):
-        assert r[j] == pytest.approx(hull_area_ratio(act, L[j], U[j], EnvelopeMode.HULL, 4), rel=1e-12)
+        assert r[j] == pytest.approx(hull_area_ratio(act, L[j], U[j], Hull(4)), rel=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,7 +367,7 @@ def test_envelope_structure_and_evaluate():
     has both sides, and evaluate handles (n,) and (N, n) and agrees with a direct max/min."""
     act = Activation(ActKind.GELU)
     L, U = np.array([-3.0, -0.5, 1.0]), np.array([1.0, 0.5, 4.0])
-    env = build_envelope(act, L, U, EnvelopeMode.HULL, 6)
+    env = build_envelope(act, L, U, Hull(6))
     key = env.neuron * 2 + env.side
     assert np.all(np.diff(key) >= 0)
     for k in np.unique(key):
@@ -364,16 +386,40 @@ def test_envelope_structure_and_evaluate():
 
 
 def test_build_envelope_rejects_bad_parameters():
-    """Misspelt modes, cut counts out of [1, 64], inverted or non-1-D intervals raise ParameterError."""
+    """Misspelt envelopes and modes, cut counts out of [1, 64] (in Hull and in the old mode/cuts
+    spelling), inverted or non-1-D intervals raise ParameterError."""
     act = Activation(ActKind.TANH)
     L, U = np.array([-1.0]), np.array([1.0])
-    with pytest.raises(ParameterError, match="mode"):
+    with pytest.raises(ParameterError, match="'envelope' parameter of build_envelope"):
         build_envelope(act, L, U, "hul")
+    with pytest.raises(ParameterError, match="'mode' parameter of build_envelope"):
+        build_envelope(act, L, U, mode="hul")
     for bad in (0, 65, 2.5, True):
         with pytest.raises(ParameterError, match="cuts"):
-            build_envelope(act, L, U, EnvelopeMode.HULL, bad)
+            Hull(bad)
+        with pytest.raises(ParameterError, match="'cuts' parameter of build_envelope"):
+            build_envelope(act, L, U, mode=EnvelopeMode.HULL, cuts=bad)
     with pytest.raises(ParameterError, match="lower > upper"):
         build_envelope(act, np.array([1.0 + 1e-15]), np.array([1.0]))
     with pytest.raises(ParameterError, match="1-D"):
         build_envelope(act, np.zeros((2, 2)), np.ones((2, 2)))
     assert build_envelope(act, L, U, "pair").n_cuts == 2
+
+
+def test_envelope_values_convert_from_the_old_spelling():
+    """Envelope.from_mode turns (mode, cuts) into Hull(cuts) or Pair(); check_envelope accepts a value or a
+    mode name; values are frozen, compare by content, render as text, and a hull falls back to the pair."""
+    assert Envelope.from_mode("hull", 4) == Hull(4) and Envelope.from_mode(EnvelopeMode.PAIR, 9) == Pair()
+    assert check_envelope("hull", "f") == Hull() and check_envelope(Pair(), "f") == Pair()
+    assert Hull().cuts == 8 and Pair().cuts == 1 and Hull(MAX_CUTS).cuts == MAX_CUTS
+    assert str(Hull(4)) == "hull(4)" and str(Pair()) == "pair" and Hull(4).to_dict() == {"mode": "hull", "cuts": 4}
+    assert Hull(4).fallbacks == (Hull(4), Pair()) and Pair().fallbacks == (Pair(),)
+    with pytest.raises(AttributeError):
+        Hull(4).cuts = 5
+    with pytest.raises(ParameterError, match="'envelope' parameter of f"):
+        check_envelope(8, "f")
+    act = Activation(ActKind.GELU)
+    L, U = np.array([-2.0, 0.5]), np.array([1.0, 3.0])
+    old = build_envelope(act, L, U, mode="hull", cuts=3)
+    new = build_envelope(act, L, U, Hull(3))
+    assert np.array_equal(old.slope, new.slope) and np.array_equal(old.intercept, new.intercept)

@@ -9,11 +9,12 @@ import pytest
 
 from conftest import ALL_ACTIVATIONS, random_network
 from polylens.lenses.discover.naming import (ANTI, apply_names, name_model, score_map, suggest_names, templates)
-from polylens.lenses.discover.neurons import neuron_report, neuron_values_and_gradients
+from polylens.lenses.discover.neurons import neuron_report
 from polylens.errors import ParameterError
 from polylens.nn import ActKind, Network
 from polylens.nn.activations import REGISTRY
 from polylens.nn.model import load_model, model_split, save_card, save_model
+from polylens.relax.envelopes import Hull
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +51,15 @@ def _check_extrema(net, report, x, penalty):
 
 
 def test_seed_maximiser_beats_every_test_image_and_respects_the_lp_bound(seed, seed_report):
-    # The LP maximiser of each neuron (refined on the real network) activates it at least as strongly as
-    # any of the 2000 test images and no more than the LP's rigorous upper bound; the minimiser likewise.
+    """The LP maximiser of each neuron (refined on the real network) activates it at least as strongly as
+    any of the 2000 test images and no more than the LP's rigorous upper bound; the minimiser likewise."""
     m, s = seed
     assert len(seed_report.neurons) == sum(m.network.hidden_widths)
     _check_extrema(m.network, seed_report, s.x_test, 0.0)
 
 
 def test_seed_penalised_extrema_respect_the_same_chain(seed):
-    # With the L1 pull towards the mean image the chain holds for the penalised objective.
+    """With the L1 pull towards the mean image the chain holds for the penalised objective."""
     m, s = seed
     r = neuron_report(m, s.x_test[:500], s.y_test[:500], penalty=0.3, top=4, steps=80)
     _check_extrema(m.network, r, s.x_test[:500], 0.3)
@@ -70,19 +71,19 @@ def test_seed_penalised_extrema_respect_the_same_chain(seed):
 
 @pytest.mark.parametrize("act", ALL_ACTIVATIONS, ids=str)
 def test_extrema_chain_for_every_activation_kind(act):
-    # For random networks of every registered activation, the same chain holds (non-monotone kinds included).
+    """For random networks of every registered activation, the same chain holds (non-monotone kinds included)."""
     net = random_network((6, 5, 4, 3), act, seed=3, scale=2.0)
     rng = np.random.default_rng(1)
     x = rng.random((60, 6))
     y = rng.integers(0, 3, 60)
-    r = neuron_report(net, x, y, top=3, steps=60, cuts=4)
+    r = neuron_report(net, x, y, top=3, steps=60, envelope=Hull(4))
     _check_extrema(net, r, x, 0.0)
 
 
 def test_layer1_gelu_extrema_are_the_positive_vertex_and_the_gelu_minimum(seed_report):
-    # Layer 1 of the seed: a(x) = w.x + b is affine, so z = gelu(a) is largest at the vertex x = 1[w > 0]
-    # (where a is largest, since gelu(U) > gelu(L) here) and smallest at gelu's argmin, which lies inside
-    # every layer-1 range: the minimiser reaches min gelu to 1e-9 although gelu is not monotone.
+    """Layer 1 of the seed: a(x) = w.x + b is affine, so z = gelu(a) is largest at the vertex x = 1[w > 0]
+    (where a is largest, since gelu(U) > gelu(L) here) and smallest at gelu's argmin, which lies inside
+    every layer-1 range: the minimiser reaches min gelu to 1e-9 although gelu is not monotone."""
     gelu = REGISTRY[ActKind.GELU]
     fmin = float(gelu.fn(np.array(gelu.argmin), 0.0))
     for p in seed_report.neurons:
@@ -98,8 +99,8 @@ def test_layer1_gelu_extrema_are_the_positive_vertex_and_the_gelu_minimum(seed_r
 
 
 def test_top_images_histograms_and_class_statistics(seed, seed_report):
-    # Top/bottom images are the true extremes in order; histograms cover every image of each class on shared
-    # edges; per-class means and stds match a direct computation.
+    """Top/bottom images are the true extremes in order; histograms cover every image of each class on shared
+    edges; per-class means and stds match a direct computation."""
     m, s = seed
     fp = m.network.forward(s.x_test)
     for p in seed_report.neurons:
@@ -120,8 +121,8 @@ def test_top_images_histograms_and_class_statistics(seed, seed_report):
 
 
 def test_maps_are_weights_in_layer1_and_input_gradients_deeper(seed, seed_report):
-    # Layer-1 maps are the weight rows on the 7x7 grid; deeper maps are d a_l[j] / dx at the mean image,
-    # checked against central finite differences.
+    """Layer-1 maps are the weight rows on the 7x7 grid; deeper maps are d a_l[j] / dx at the mean image,
+    checked against central finite differences."""
     m, s = seed
     net = m.network
     for p in seed_report.neurons:
@@ -137,25 +138,8 @@ def test_maps_are_weights_in_layer1_and_input_gradients_deeper(seed, seed_report
             np.testing.assert_allclose(p.map.ravel(), fd, atol=1e-6)
 
 
-def test_neuron_gradients_match_finite_differences():
-    # The backpropagated gradient of a post-activation matches central differences (random silu network).
-    net = random_network((5, 4, 3, 2), ActKind.SILU, seed=2)
-    rng = np.random.default_rng(0)
-    X = rng.random((6, 5))
-    layer, neuron = np.array([1, 1, 2, 2, 2, 1]), np.array([0, 3, 0, 1, 2, 2])
-    v, g = neuron_values_and_gradients(net, X, layer, neuron)
-    h = 1e-6
-    for r in range(6):
-        for i in range(5):
-            e = np.zeros(5)
-            e[i] = h
-            vp, _ = neuron_values_and_gradients(net, (X[r] + e)[None], layer[r:r + 1], neuron[r:r + 1])
-            vm, _ = neuron_values_and_gradients(net, (X[r] - e)[None], layer[r:r + 1], neuron[r:r + 1])
-            assert g[r, i] == pytest.approx((vp[0] - vm[0]) / (2 * h), abs=1e-7)
-
-
 def test_report_is_json_and_html(seed_report):
-    # to_dict is JSON-able with no NaN, and the Jupyter table names every neuron.
+    """to_dict is JSON-able with no NaN, and the Jupyter table names every neuron."""
     text = json.dumps(seed_report.to_dict(), allow_nan=False)
     assert json.loads(text)["neurons"][0]["key"] == "L1.n0"
     h = seed_report._repr_html_()
@@ -163,7 +147,7 @@ def test_report_is_json_and_html(seed_report):
 
 
 def test_bad_parameters_are_refused(seed):
-    # Images outside [0, 1], negative penalties, mislabelled data and unknown modes fail with one clear error.
+    """Images outside [0, 1], negative penalties, mislabelled data and unknown envelopes fail with one clear error."""
     m, s = seed
     x, y = s.x_test[:20], s.y_test[:20]
     with pytest.raises(ParameterError, match=r"\[0, 1\]"):
@@ -172,8 +156,8 @@ def test_bad_parameters_are_refused(seed):
         neuron_report(m, x, y, penalty=-1.0)
     with pytest.raises(ParameterError, match="'y'"):
         neuron_report(m, x, y[:5])
-    with pytest.raises(ParameterError, match="mode"):
-        neuron_report(m, x, y, mode="tight")
+    with pytest.raises(ParameterError, match="envelope"):
+        neuron_report(m, x, y, envelope="tight")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,7 +171,7 @@ def _one_neuron(mask: np.ndarray) -> Network:
 
 
 def test_a_template_is_named_after_itself_and_its_negation_anti():
-    # A weight map equal to a template scores ~1 on it and gets its name; the negated map gets "anti-" + name.
+    """A weight map equal to a template scores ~1 on it and gets its name; the negated map gets "anti-" + name."""
     for t in templates((7, 7)):
         for sign, want in ((1.0, t.name), (-1.0, ANTI + t.name)):
             s = suggest_names(_one_neuron(sign * t.mask * 2.5 + 0.3))[0]
@@ -197,7 +181,7 @@ def test_a_template_is_named_after_itself_and_its_negation_anti():
 
 
 def test_template_scores_are_correlations():
-    # score_map is the Pearson correlation: invariant to offset and positive scale, flips sign under negation.
+    """score_map is the Pearson correlation: invariant to offset and positive scale, flips sign under negation."""
     rng = np.random.default_rng(0)
     lib = templates((7, 7))
     wm = rng.normal(size=(7, 7))
@@ -208,7 +192,7 @@ def test_template_scores_are_correlations():
 
 
 def test_deeper_neurons_are_described_by_previous_names_strongest_first(seed):
-    # A layer-2 name lists previous-layer names with the signs of their weights, strongest scaled term first.
+    """A layer-2 name lists previous-layer names with the signs of their weights, strongest scaled term first."""
     m, s = seed
     sug = suggest_names(m, s.x_test)
     l1 = {g.j: g.name for g in sug if g.layer == 1}
@@ -224,8 +208,8 @@ def test_deeper_neurons_are_described_by_previous_names_strongest_first(seed):
 
 
 def test_names_round_trip_through_the_card(seed, tmp_path):
-    # Suggested names land in the card under L{l}.n{j}, survive save_card / load_model, keep existing names
-    # unless overwrite, and deeper names are built from the kept names.
+    """Suggested names land in the card under L{l}.n{j}, survive save_card / load_model, keep existing names
+    unless overwrite, and deeper names are built from the kept names."""
     m, _ = seed
     m = m.with_neuron_names({k: "" for k in m.card.neuron_names})  # start unnamed (the bundled card has names)
     save_model(m, tmp_path / "m")
@@ -243,7 +227,7 @@ def test_names_round_trip_through_the_card(seed, tmp_path):
 
 
 def test_naming_refuses_bad_input(seed):
-    # Unknown neuron keys, data weighting without data and non-models fail with ParameterError.
+    """Unknown neuron keys, data weighting without data and non-models fail with ParameterError."""
     m, _ = seed
     with pytest.raises(ParameterError):
         apply_names(m, {"L3.n0": "x"})

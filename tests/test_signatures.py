@@ -10,11 +10,12 @@ import json
 import numpy as np
 import pytest
 
-from polylens.lenses.discover.signatures import _nearest_mean, signatures
-from polylens.bounds import BoundMethod, compute_bounds, input_box
+from polylens.lenses.discover.signatures import nearest_mean, signatures
+from polylens.bounds import BoundMethod, compute_bounds, crown_ibp_bounds, input_box
 from polylens.errors import ParameterError
 from polylens.lp import LPSolver, Role, Sense, build_polytope
 from polylens.nn.model import load_model, model_split
+from polylens.relax.envelopes import Pair
 
 from conftest import random_network
 
@@ -51,8 +52,9 @@ def test_tight_pixels_sit_at_their_bounds(seed, result):
         d = int(result.image_digit[i])
         bl, bu = input_box(s.x_test[row][None], 0.02)
         b = compute_bounds(net, bl, bu, BoundMethod.CROWN).intersect(compute_bounds(net, bl, bu, BoundMethod.IBP))
+        assert all(np.array_equal(p, q) for p, q in zip(b.lower, crown_ibp_bounds(net, bl, bu).lower))
         poly = build_polytope(net, bl[0], bu[0], [(lo[0], hi[0]) for lo, hi in zip(b.lower, b.upper)])
-        sol = LPSolver(poly).solve(poly.cost(Role.LOGIT, np.eye(10)[d]), Sense.MAX)
+        sol = LPSolver(poly).solve(poly.cost({poly.handle(Role.LOGIT): np.eye(10)[d]}), Sense.MAX)
         assert sol.objective == pytest.approx(result.lp_value[i], abs=1e-7)
         x = sol.x[poly.inputs]
         bind = result.pixel_binding[i]
@@ -132,7 +134,7 @@ def test_nearest_mean_matches_brute_force():
     labels = rng.integers(0, 4, 60)
     labels[:2] = 5  # digit 5 has two rows, digit 6 none
     digits = (5, 0, 1, 2, 3, 6)
-    got = _nearest_mean(S, labels, digits)
+    got = nearest_mean(S, labels, digits)
     for i in range(len(S)):
         dist = []
         for d in digits:
@@ -169,7 +171,7 @@ def test_random_network_other_activation_and_json():
     rng = np.random.default_rng(0)
     x = rng.random((30, 6))
     y = rng.integers(0, 4, 30)
-    r = signatures(net, x, y, eps=0.05, only_correct=False, mode="pair", digits=[0, 2, 3])
+    r = signatures(net, x, y, eps=0.05, only_correct=False, envelope=Pair(), digits=[0, 2, 3])
     assert r.n_images.sum() + r.n_failed.sum() == np.isin(y, [0, 2, 3]).sum()
     assert [c.shape[1:] for c in r.cut_tight] == [(5, 2), (4, 2)]
     assert [c.shape for c in r.cut_index_tight_freq] == [(3, 5, 2, 1), (3, 4, 2, 1)]

@@ -1,4 +1,5 @@
-"""Robustness sweeps: the summary's counts and Wilson intervals are consistent with the rows; a sweep
+"""Robustness sweeps: the summary's counts and Wilson intervals are consistent with the rows; rows are
+typed values that round-trip through the store's JSON; the rate table keeps close radii apart; a sweep
 killed with SIGKILL in the middle and started again ends with exactly the rows of an uninterrupted
 run (none lost, none duplicated); the verify command's contract and its error paths hold."""
 
@@ -15,7 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from polylens.lenses.verify.sweep import run_sweep, wilson
+from polylens.lenses.verify.certify import DecidedBy, Status
+from polylens.lenses.verify.sweep import RateTable, SweepRow, radius_key, rate_table, run_sweep, summarize, wilson
 
 POLYLENS = [sys.executable, "-m", "polylens"]
 
@@ -41,14 +43,55 @@ def test_summary_counts_match_rows():
     res = run_sweep(m.network, s.x_test[:80], s.y_test[:80], [0.0, 0.01], workers=1)
     assert len(res.rows) == 160
     for e in res.eps:
-        rows = [r for r in res.rows if r["eps"] == e]
+        rows = [r for r in res.rows if r.eps == e]
         o = res.summary["overall"][f"{e:g}"]
-        assert o["lp"]["count"] == sum(r["status"] == "verified" for r in rows)
-        assert o["attack"]["count"] == sum(r["status"] != "falsified" for r in rows)
+        assert o["lp"]["count"] == sum(r.status is Status.VERIFIED for r in rows)
+        assert o["attack"]["count"] == sum(r.status is not Status.FALSIFIED for r in rows)
         assert o["ibp"]["count"] <= o["crown"]["count"] <= o["lp"]["count"] <= o["attack"]["count"] <= 80
         per = res.summary["per_digit"]
         assert sum(per[str(c)][f"{e:g}"]["lp"]["count"] for c in range(10)) == o["lp"]["count"]
         assert sum(per[str(c)][f"{e:g}"]["lp"]["n"] for c in range(10)) == 80
+
+
+def test_rows_are_typed_and_round_trip_through_the_store_json():
+    """Rows are SweepRow values with enum statuses; every row's JSON reads back into an equal row (the
+    store's path on resume); rows settled at a smaller radius render decided_by "eps <radius>"; the
+    table from rows equals the table from their JSON."""
+    from polylens.nn.model import load_model, model_split
+
+    m = load_model("seed")
+    s = model_split(m)
+    res = run_sweep(m.network, s.x_test[:40], s.y_test[:40], [0.0, 0.02, 0.05], workers=1, with_lp_classifier=False)
+    assert all(isinstance(r, SweepRow) and isinstance(r.status, Status) for r in res.rows)
+    inherited = [r for r in res.rows if r.decided_by is DecidedBy.INHERITED]
+    assert inherited and all(r.status is Status.FALSIFIED and r.inherited_from < r.eps for r in inherited)
+    assert all(r.to_dict()["decided_by"] == f"eps {radius_key(r.inherited_from)}" for r in inherited)
+    for r in res.rows:
+        d = r.to_dict()
+        assert SweepRow.from_dict(json.loads(json.dumps(d))).to_dict() == d
+        assert r["status"] == d["status"] and r.get("lp_class") is None  # the dict view of the stopgap
+    dicts = [r.to_dict() for r in res.rows]
+    assert summarize(dicts, res.eps, 10) == res.summary == rate_table(res.rows, res.eps, 10).to_dict()
+
+
+def test_rate_table_keys_keep_close_radii_apart():
+    """The usual radii keep today's keys ("0", "0.005", "0.01", ...); 0.01 and 0.010000001 get two keys
+    and two columns of the table, each indexed by its float radius."""
+    assert [radius_key(e) for e in (0, 0.005, 0.01, 0.02, 0.03, 0.05)] == ["0", "0.005", "0.01", "0.02", "0.03", "0.05"]
+    assert radius_key(0.010000001) == "0.010000001" and radius_key(1e-05) == "1e-05"
+    from polylens.nn.model import load_model, model_split
+
+    m = load_model("seed")
+    s = model_split(m)
+    res = run_sweep(m.network, s.x_test[:20], s.y_test[:20], [0.01, 0.010000001, 0.3], workers=1,
+                    with_lp_classifier=False)
+    assert isinstance(res.table, RateTable)
+    assert list(res.summary["overall"]) == ["0.01", "0.010000001", "0.3"]
+    for e in res.eps:
+        rows = [r for r in res.rows if r.eps == e]
+        assert len(rows) == 20 and res.table.rate("lp", e).count == sum(r.status is Status.VERIFIED for r in rows)
+        assert res.table.rate("attack", e).n == 20 == sum(res.table.rate("lp", e, c).n for c in range(10))
+    assert res.table.rate("lp", 0.3).count < res.table.rate("lp", 0.01).count
 
 
 def test_sweep_killed_and_resumed_equals_uninterrupted(tmp_path):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import random_network
-from polylens.lenses.discover.trace import STRONG_SHARE, WEAK_SHARE, digit_formulas, gates, trace
+from polylens.lenses.discover.trace import STRONG_SHARE, WEAK_SHARE, digit_formulas, trace
 from polylens.errors import ParameterError
-from polylens.nn import ActKind, Activation, Network
+from polylens.nn import ActKind, Network
 from polylens.nn.model import load_model, model_split
 
 TOL = 1e-10
@@ -60,9 +60,9 @@ def _check_trace(net: Network, x: np.ndarray) -> None:
 
 
 def test_contributions_sum_exactly_for_every_activation_kind(activation):
-    # For random networks of every registered activation (two hidden layers, several inputs, some
-    # pre-activations exactly 0), layer-wise, neuron-wise, edge-wise and path-wise contributions sum to
-    # the logits to 1e-10, and aggregated paths equal the layer-wise contributions.
+    """For random networks of every registered activation (two hidden layers, several inputs, some
+    pre-activations exactly 0), layer-wise, neuron-wise, edge-wise and path-wise contributions sum to
+    the logits to 1e-10, and aggregated paths equal the layer-wise contributions."""
     net = random_network((6, 5, 4, 3), activation, seed=7, scale=2.0)
     rng = np.random.default_rng(0)
     for x in rng.random((5, 6)):
@@ -77,37 +77,14 @@ def test_contributions_sum_exactly_for_every_activation_kind(activation):
 
 
 def test_three_hidden_layers_and_no_hidden_layer():
-    # The path and flow identities hold for a deeper network and for a purely affine one.
+    """The path and flow identities hold for a deeper network and for a purely affine one."""
     _check_trace(random_network((4, 3, 3, 2, 3), ActKind.GELU_TANH, seed=1, scale=2.0), np.full(4, 0.3))
     affine = Network.from_arrays([np.arange(6.0).reshape(2, 3)], [np.ones(2)], [])
     _check_trace(affine, np.array([0.1, 0.2, 0.3]))
 
 
-@pytest.mark.parametrize("kind", list(ActKind), ids=lambda k: k.value)
-def test_gates_are_the_activation_gates_and_offsets_vanish_where_f0_is_0(kind):
-    # The secant gate is the textbook gate for gating kinds (relu 1[a>0], gelu Phi, silu sigmoid, tanh
-    # tanh(a)/a) with a zero offset; sigmoid carries the explicit offset 1/2.
-    from scipy.special import erf, expit
-
-    act = Activation(kind, 0.1 if kind is ActKind.LEAKY_RELU else 0.0)
-    a = np.linspace(-6, 6, 121)
-    g, o = gates(act, a)
-    np.testing.assert_allclose(g * a + o, act(a), atol=1e-15)
-    expected = {ActKind.RELU: (a > 0) * 1.0, ActKind.LEAKY_RELU: np.where(a >= 0, 1.0, 0.1),
-                ActKind.GELU: 0.5 * (1 + erf(a / np.sqrt(2))), ActKind.SILU: expit(a), ActKind.IDENTITY: np.ones_like(a),
-                ActKind.TANH: np.where(a == 0, 1.0, np.tanh(a) / np.where(a == 0, 1.0, a)),
-                ActKind.GELU_TANH: 0.5 * (1 + np.tanh(np.sqrt(2 / np.pi) * (a + 0.044715 * a ** 3)))}
-    if kind in expected:
-        np.testing.assert_allclose(g, expected[kind], atol=1e-12)
-    if kind is ActKind.SIGMOID:
-        np.testing.assert_allclose(o, 0.5, atol=1e-12)
-        assert np.all((g > 0) & (g <= 0.25 + 1e-12))
-    else:
-        assert np.abs(o).max() <= 1e-12
-
-
 def test_seed_traces_are_exact_on_test_images(seed):
-    # On 30 test images of the seed network every decomposition identity holds to 1e-10.
+    """On 30 test images of the seed network every decomposition identity holds to 1e-10."""
     m, s = seed
     for x in s.x_test[:30]:
         _check_trace(m.network, x)
@@ -116,8 +93,8 @@ def test_seed_traces_are_exact_on_test_images(seed):
 
 
 def test_flow_graph_is_consistent(seed):
-    # The flow-figure data: pixels, hidden neurons and the logit as nodes; every edge's flow as in edge_flow;
-    # each hidden node's flow = incoming + own constant; the logit = incoming + output bias.
+    """The flow-figure data: pixels, hidden neurons and the logit as nodes; every edge's flow as in edge_flow;
+    each hidden node's flow = incoming + own constant; the logit = incoming + output bias."""
     m, s = seed
     t = trace(m, s.x_test[3])
     g = t.flow()
@@ -135,9 +112,9 @@ def test_flow_graph_is_consistent(seed):
 
 
 def test_seed_formulas_for_every_digit(seed):
-    # Ten formulas; each term's written sign (path weight sign x activation sign) matches the sign of its
-    # average contribution; contributions + constant = the mean logit exactly; strength classes follow the
-    # documented thresholds; the text shows exactly the non-weak terms; the averaged flow graph conserves flow.
+    """Ten formulas; each term's written sign (path weight sign x activation sign) matches the sign of its
+    average contribution; contributions + constant = the mean logit exactly; strength classes follow the
+    documented thresholds; the text shows exactly the non-weak terms; the averaged flow graph conserves flow."""
     m, s = seed
     F = digit_formulas(m, s.x_test, s.y_test)
     assert [f.digit for f in F] == list(range(10))
@@ -171,7 +148,7 @@ def test_seed_formulas_for_every_digit(seed):
 
 
 def test_formulas_of_a_bare_network_use_keys():
-    # A network without a card or an image grid gets formulas over its neuron keys, for the classes present.
+    """A network without a card or an image grid gets formulas over its neuron keys, for the classes present."""
     net = random_network((6, 5, 4, 3), ActKind.TANH, seed=2)
     rng = np.random.default_rng(0)
     x, y = rng.random((40, 6)), np.repeat([0, 2], 20)
@@ -183,7 +160,7 @@ def test_formulas_of_a_bare_network_use_keys():
 
 
 def test_formulas_use_card_names_first(seed):
-    # A name in the card (or passed explicitly) appears in the formulas instead of the suggestion.
+    """A name in the card (or passed explicitly) appears in the formulas instead of the suggestion."""
     m, s = seed
     named = m.with_neuron_names({"L1.n0": "Hook"})
     F = digit_formulas(named, s.x_test[:300], s.y_test[:300], names={"L1.n1": "Arch"})
@@ -192,7 +169,7 @@ def test_formulas_use_card_names_first(seed):
 
 
 def test_trace_refuses_bad_input(seed):
-    # Wrong input shapes, targets and path requests on huge networks fail with ParameterError.
+    """Wrong input shapes, targets and path requests on huge networks fail with ParameterError."""
     m, s = seed
     with pytest.raises(ParameterError):
         trace(m, s.x_test[:2])

@@ -34,3 +34,11 @@ class SolverError(PolylensError):
     def __init__(self, message: str, status: str = "error"):
         super().__init__(message)
         self.status = status
+
+
+class InfeasibleError(SolverError):
+    """A polytope is empty: the solver found it infeasible, or it was proved empty before any solve
+    (e.g. a fixed activation pattern that the pre-activation bounds exclude)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, "infeasible")

@@ -45,3 +45,9 @@ def jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return jsonable({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
     raise TypeError(f"cannot turn {type(obj).__name__} into JSON")
+
+
+def fields_dict(obj: Any, skip: tuple[str, ...] = ()) -> dict:
+    """A frozen result's fields as JSON types (:func:`jsonable` of each), in field order, without ``skip``:
+    the ``to_dict`` of results whose JSON is exactly their fields."""
+    return {f.name: jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.name not in skip}

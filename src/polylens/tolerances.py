@@ -14,11 +14,6 @@ ENVELOPE_SLACK = 1e-9
 #: Relative slack for the same, scaled by the magnitude of the values involved.
 ENVELOPE_REL_SLACK = 64 * EPS64
 
-#: Outward widening of interval bounds after each layer, absorbing float64 rounding in W @ x + b.
-#: Relative to the magnitude of |W| @ max(|l|, |u|) + |b|; 8 * n * eps would be a rigorous
-#: worst case for sums of n terms, but we use the explicit per-row bound in bounds code.
-BOUND_REL_SLACK = 4 * EPS64
-
 #: A certified margin must exceed this after the safe dual bound: it absorbs the difference between
 #: the real-arithmetic network the LP describes and its float64 evaluation (forward error of a few
 #: hundred ulps on logits of order 10).

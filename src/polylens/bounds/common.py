@@ -19,6 +19,7 @@ from enum import Enum
 
 import numpy as np
 
+from polylens.arrays import frozen
 from polylens.errors import ParameterError
 from polylens.nn.activations import Activation
 from polylens.nn.network import Network
@@ -40,12 +41,6 @@ class BoundMethod(str, Enum):
     def rank(self) -> int:
         """Position in the tightness ladder IBP < CROWN < ALPHA_CROWN."""
         return list(BoundMethod).index(self)
-
-
-def _readonly(a: Array) -> Array:
-    a = np.ascontiguousarray(a, dtype=np.float64)
-    a.setflags(write=False)
-    return a
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,9 +69,9 @@ class Bounds:
     method: BoundMethod
 
     def __post_init__(self):
-        lower = tuple(_readonly(a) for a in self.lower)
-        upper = tuple(_readonly(a) for a in self.upper)
-        ll, lu = _readonly(self.logit_lower), _readonly(self.logit_upper)
+        lower = tuple(frozen(a, order="C") for a in self.lower)
+        upper = tuple(frozen(a, order="C") for a in self.upper)
+        ll, lu = frozen(self.logit_lower, order="C"), frozen(self.logit_upper, order="C")
         if len(lower) != len(upper) or ll.shape != lu.shape or ll.ndim != 2:
             raise ParameterError("Bounds need as many upper as lower layers and (N, n_classes) logit bounds.")
         for lo, hi in zip(lower, upper):

@@ -38,7 +38,7 @@ from polylens.nn.activations import Activation
 from polylens.nn.network import Network
 from polylens.relax.lines import Side, pair_lines, slope_range, tightest_intercept
 from polylens.tolerances import BOUND_UNDERFLOW_UNIT
-from polylens.validation import check_enum, check_int
+from polylens.validation import check_enum, check_int, check_labels
 
 Array = np.ndarray
 
@@ -331,17 +331,11 @@ def alpha_crown(network: Network, xl: Array, xu: Array, *, intermediate: Bounds 
 # -- margins ---------------------------------------------------------------------------------------
 
 def _labels(network: Network, labels, N: int) -> Array:
+    """One label per box; a single label is shared by all N boxes."""
     y = np.asarray(labels)
     if y.ndim == 0:
-        y = np.full(N, int(y))
-    if y.shape != (N,) or not np.issubdtype(y.dtype, np.integer):
-        raise ParameterError(f"margin_lower_bound needs one integer label per box: {N} boxes; got labels "
-                             f"of shape {y.shape} and dtype {y.dtype}.")
-    bad = (y < 0) | (y >= network.n_classes)
-    if bad.any():
-        raise ParameterError(f"The 'labels' parameter of margin_lower_bound must hold ints in "
-                             f"[0, {network.n_classes - 1}]. Got {int(y[bad][0])} instead.")
-    return y.astype(np.int64)
+        y = np.full(N, y)
+    return check_labels(y, N, network.n_classes, "margin_lower_bound", "labels", per="box")
 
 
 def margin_spec(labels: Array, n_classes: int) -> Array:

@@ -24,13 +24,14 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 
 import highspy
 import numpy as np
 
-from polylens.errors import ParameterError, SolverError
+from polylens.arrays import frozen
+from polylens.errors import InfeasibleError, ParameterError, SolverError
 from polylens.lp.polytope import Polytope
 from polylens.stdio import stdout_to_devnull
 from polylens.tolerances import EPS64, LP_FEASIBILITY_TOL, TIGHT_TOL
@@ -42,6 +43,13 @@ _INF = highspy.kHighsInf
 class Sense(str, Enum):
     MIN = "min"
     MAX = "max"
+
+
+class SolveStatus(StrEnum):
+    """How a solve ended (its text is the JSON value): at an optimum, or stopped by the time limit."""
+
+    OPTIMAL = "optimal"
+    TIME_LIMIT = "time_limit"
 
 
 class BasisStatus(Enum):
@@ -56,7 +64,6 @@ _STATUS_MAP = {
     highspy.HighsBasisStatus.kLower: 0, highspy.HighsBasisStatus.kBasic: 1, highspy.HighsBasisStatus.kUpper: 2,
     highspy.HighsBasisStatus.kZero: 3, highspy.HighsBasisStatus.kNonbasic: 4,
 }
-_BASIS = (BasisStatus.LOWER, BasisStatus.BASIC, BasisStatus.UPPER, BasisStatus.ZERO, BasisStatus.NONBASIC)
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,14 +71,14 @@ class Solution:
     """One LP solve. Shapes: n columns, m rows.
 
     ``x`` (n,) primal values; ``row_activity`` (m,) = A x; ``row_dual`` (m,) and ``col_dual`` (n,)
-    in HiGHS's convention (col_dual = c - A^T row_dual, for a minimisation); ``row_basis`` and
-    ``col_basis`` (int8 codes into :class:`BasisStatus`). ``objective`` is the solver's value;
-    ``safe_bound`` a rigorous bound on the exact optimum (a lower bound for MIN, an upper bound for MAX).
-    ``status`` is "optimal" or "time_limit" (then the primal values are not optimal and ``safe_bound``
-    is still valid when a dual vector was available, else -inf/+inf).
+    in HiGHS's convention (col_dual = c - A^T row_dual, for a minimisation). ``objective`` is the
+    solver's value; ``safe_bound`` a rigorous bound on the exact optimum (a lower bound for MIN, an
+    upper bound for MAX). ``status``: :class:`SolveStatus` OPTIMAL or TIME_LIMIT (then the primal values
+    are not optimal and ``safe_bound`` is still valid when a dual vector was available, else -inf/+inf).
+    The simplex basis is not part of it: :meth:`LPSolver.basis` reads it after a solve.
     """
 
-    status: str
+    status: SolveStatus
     sense: Sense
     objective: float
     safe_bound: float
@@ -79,12 +86,23 @@ class Solution:
     row_activity: Array
     row_dual: Array
     col_dual: Array
-    row_basis: Array
-    col_basis: Array
 
     @property
     def optimal(self) -> bool:
-        return self.status == "optimal"
+        return self.status is SolveStatus.OPTIMAL
+
+
+@dataclass(frozen=True, eq=False)
+class Basis:
+    """The simplex basis after a solve: ``row`` (m,) and ``col`` (n,) int8 codes into :class:`BasisStatus`
+    (``BASIS[code]`` is the status)."""
+
+    row: Array
+    col: Array
+
+
+#: Basis codes to statuses: ``BASIS[basis.row[i]]``.
+BASIS = (BasisStatus.LOWER, BasisStatus.BASIC, BasisStatus.UPPER, BasisStatus.ZERO, BasisStatus.NONBASIC)
 
 
 def safe_dual_bound(poly: Polytope, cost: Array, row_dual: Array, sense: Sense = Sense.MIN) -> float:
@@ -149,7 +167,7 @@ def new_highs() -> "highspy.Highs":
 class LPSolver:
     """HiGHS holding one polytope; solve it for many objectives.
 
-    >>> # solver = LPSolver(poly); sol = solver.solve(poly.margin_cost(3, 5), Sense.MIN)
+    >>> # solver = LPSolver(poly); sol = solver.solve(poly.margin_cost(3, 5), Sense.MIN); basis = solver.basis()
     """
 
     def __init__(self, poly: Polytope, *, time_limit: float | None = None, threads: int = 1):
@@ -193,11 +211,10 @@ class LPSolver:
         self._all = np.arange(poly.n_cols, dtype=np.int32)
         self.n_solves = 0
 
-    def solve(self, cost: Array, sense: Sense | str = Sense.MIN, *, basis: bool = True) -> Solution:
-        """Optimise ``cost @ v`` over the polytope. Raises SolverError unless optimal or out of time.
-
-        ``basis=False`` skips reading the basis statuses (empty arrays on the solution): hot loops that
-        only need bounds save a third of the time per solve on small polytopes."""
+    def solve(self, cost: Array, sense: Sense | str = Sense.MIN) -> Solution:
+        """Optimise ``cost @ v`` over the polytope. Raises SolverError unless optimal or out of time
+        (InfeasibleError, a SolverError, when the polytope is empty). The basis is not read (it costs a
+        third of a solve on small polytopes): call :meth:`basis` after the solve for it."""
         sense = Sense(sense)
         cost = np.asarray(cost, dtype=np.float64)
         if cost.shape != (self.poly.n_cols,):
@@ -209,11 +226,11 @@ class LPSolver:
         self.n_solves += 1
         ms = h.getModelStatus()
         if ms == highspy.HighsModelStatus.kOptimal:
-            status = "optimal"
+            status = SolveStatus.OPTIMAL
         elif ms == highspy.HighsModelStatus.kTimeLimit:
-            status = "time_limit"
+            status = SolveStatus.TIME_LIMIT
         elif ms == highspy.HighsModelStatus.kInfeasible:
-            raise SolverError("The polytope is infeasible: the bounds or envelopes it was built from exclude every input.", "infeasible")
+            raise InfeasibleError("The polytope is infeasible: the bounds or envelopes it was built from exclude every input.")
         else:
             raise SolverError(f"HiGHS ended with status '{h.modelStatusToString(ms)}'.", "error")
         sol = h.getSolution()
@@ -222,7 +239,7 @@ class LPSolver:
         if self.poly.integer is not None and self.poly.integer.any():
             # A MILP has no dual certificate; its value is exact up to the MIP tolerances (tests only).
             safe = float(h.getInfo().objective_function_value)
-        elif status == "optimal" or sol.dual_valid:
+        elif status is SolveStatus.OPTIMAL or sol.dual_valid:
             safe = safe_dual_bound(self.poly, cost, row_dual, sense)
         else:
             safe = -np.inf if sense is Sense.MIN else np.inf
@@ -230,12 +247,15 @@ class LPSolver:
             status=status, sense=sense, objective=float(h.getInfo().objective_function_value), safe_bound=safe, x=x,
             row_activity=np.asarray(sol.row_value, dtype=np.float64), row_dual=row_dual,
             col_dual=np.asarray(sol.col_dual, dtype=np.float64),
-            row_basis=self._statuses("row_status") if basis else np.zeros(0, np.int8),
-            col_basis=self._statuses("col_status") if basis else np.zeros(0, np.int8),
         )
 
-    def _statuses(self, which: str) -> Array:
-        return np.array([_STATUS_MAP[s] for s in getattr(self._h.getBasis(), which)], dtype=np.int8)
+    def basis(self) -> Basis:
+        """The simplex basis of the last solve (row and column statuses)."""
+        if self.n_solves == 0:
+            raise ParameterError("LPSolver.basis reads the basis of the last solve; call solve first.")
+        b = self._h.getBasis()
+        return Basis(frozen([_STATUS_MAP[s] for s in b.row_status], np.int8),
+                     frozen([_STATUS_MAP[s] for s in b.col_status], np.int8))
 
     def write(self, path: str | Path) -> Path:
         """Write the polytope (with the current objective) as .mps or .lp, with every name."""
@@ -256,7 +276,7 @@ def tight_rows(poly: Polytope, sol: Solution, tol: float = TIGHT_TOL) -> tuple[A
 
     Rule: a row is tight at a side when its activity is within ``tol * (1 + |bound|)`` of that side's
     bound. This reads the primal point, so it is independent of how a degenerate basis was chosen;
-    the basis (``sol.row_basis``) is kept on the solution for callers who want the simplex's view.
+    :meth:`LPSolver.basis` gives the simplex's view to callers who want it.
     Returns boolean arrays (at_lower, at_upper), shape (m,).
     """
     act = sol.row_activity

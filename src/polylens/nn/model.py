@@ -41,7 +41,7 @@ import numpy as np
 
 from polylens.errors import ModelError, ParameterError
 from polylens.nn.activations import Activation
-from polylens.nn.network import Dense, Network
+from polylens.nn.network import Dense, Network, NeuronId, neuron_ids
 
 if TYPE_CHECKING:  # pragma: no cover
     from polylens.data import Split
@@ -231,8 +231,9 @@ def _parse_architecture(text: str) -> tuple[int, ...]:
 
 
 def neuron_keys(network: Network) -> list[str]:
-    """Every hidden neuron's structural key ``L{layer}.n{j}`` (layer 1-based, j 0-based), in order."""
-    return [f"L{l}.n{j}" for l, w in enumerate(network.hidden_widths, start=1) for j in range(w)]
+    """Every hidden neuron's structural key ``L{layer}.n{j}`` (layer 1-based, j 0-based), in order:
+    the text of :func:`~polylens.nn.network.neuron_ids`."""
+    return [str(n) for n in neuron_ids(network)]
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ class Model:
         if not (1 <= layer <= len(widths)) or not (0 <= j < widths[layer - 1]):
             raise ParameterError(f"The network {self.network.architecture} has no hidden neuron "
                                  f"(layer {layer}, neuron {j}); layers are 1..{len(widths)}, neurons 0-based.")
-        key = f"L{layer}.n{j}"
+        key = str(NeuronId(layer, j))
         return self.card.neuron_names.get(key, key)
 
     def with_neuron_names(self, names: dict[str, str]) -> "Model":

@@ -27,16 +27,62 @@ from typing import Sequence
 
 import numpy as np
 
+from polylens.arrays import frozen
 from polylens.errors import ModelError, ParameterError
 from polylens.nn.activations import Activation
+from polylens.validation import check_int
 
 Array = np.ndarray
 
 
-def _frozen(a: Array) -> Array:
-    a = np.array(a, dtype=np.float64, copy=True)
-    a.setflags(write=False)
-    return a
+@dataclass(frozen=True, order=True)
+class NeuronId:
+    """One hidden neuron: ``layer`` 1-based (hidden layer l = 1 .. L-1), ``index`` 0-based within it.
+
+    Renders as ``L2.n1`` (the key of model cards, LP row names and every payload) and is read back
+    from that text by :meth:`parse`, the one parser of the form. Ordered by (layer, index).
+
+    >>> str(NeuronId(2, 1)), NeuronId.parse("L2.n1") == NeuronId(2, 1)
+    ('L2.n1', True)
+    """
+
+    layer: int
+    index: int
+
+    def __post_init__(self):
+        for name, value, lo in (("layer", self.layer, 1), ("index", self.index, 0)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < lo:
+                raise ParameterError(f"The '{name}' parameter of NeuronId must be an int in [{lo}, inf). "
+                                     f"Got {value!r} instead.")
+        object.__setattr__(self, "layer", int(self.layer))
+        object.__setattr__(self, "index", int(self.index))
+
+    def __str__(self) -> str:
+        return f"L{self.layer}.n{self.index}"
+
+    @classmethod
+    def parse(cls, text: str) -> "NeuronId":
+        """The neuron named by ``L{layer}.n{index}`` (e.g. ``"L2.n1"``); ParameterError otherwise."""
+        head, sep, tail = str(text).strip().partition(".n")
+        if sep and head[:1] == "L" and head[1:].isdigit() and tail.isdigit() and head[1:].isascii() and tail.isascii():
+            layer, index = int(head[1:]), int(tail)
+            if layer >= 1:
+                return cls(layer, index)
+        raise ParameterError(f"The 'neuron' parameter of NeuronId.parse must be a key like 'L2.n1' (hidden layer "
+                             f"from 1, neuron from 0). Got {text!r} instead.")
+
+    def check(self, network: "Network", where: str = "NeuronId") -> "NeuronId":
+        """This neuron if ``network`` has it; ParameterError naming the valid range otherwise."""
+        widths = network.hidden_widths
+        if not (self.layer <= len(widths) and self.index < widths[self.layer - 1]):
+            raise ParameterError(f"The 'neuron' parameter of {where} must be a hidden neuron of the network "
+                                 f"{network.architecture} (layers 1..{len(widths)}, neurons from 0). Got {str(self)!r} instead.")
+        return self
+
+
+def neuron_ids(network: "Network") -> tuple[NeuronId, ...]:
+    """Every hidden neuron of ``network``, layer by layer, in index order."""
+    return tuple(NeuronId(l, j) for l, w in enumerate(network.hidden_widths, start=1) for j in range(w))
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,7 +93,7 @@ class Dense:
     b: Array
 
     def __post_init__(self):
-        W, b = _frozen(self.W), _frozen(self.b)
+        W, b = frozen(self.W), frozen(self.b)
         if W.ndim != 2 or b.ndim != 1 or W.shape[0] != b.shape[0]:
             raise ModelError(f"A dense layer needs W of shape (out, in) and b of shape (out,); got {W.shape} and {b.shape}.")
         if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
@@ -202,6 +248,12 @@ class Network:
 
     def predict(self, x: Array) -> Array:
         return np.argmax(self(x), axis=1)
+
+    def truncated(self, layer: int) -> "Network":
+        """The network whose outputs are the pre-activations of hidden layer ``layer`` (1-based):
+        its first ``layer`` affine maps and the activations between them."""
+        layer = check_int(layer, "layer", "Network.truncated", 1, self.n_hidden_layers)
+        return Network(self.layers[:layer], self.activations[:layer - 1], self.input_shape)
 
     def describe(self) -> str:
         acts = {str(a) for a in self.activations} or {"none"}

@@ -1,71 +1,152 @@
 """Multi-cut linear envelopes of an activation over per-neuron intervals.
 
-An :class:`Envelope` is a set of linear cuts, each sound on its neuron's interval [L_j, U_j]:
+Two things carry the name. An :class:`Envelope` *value* says how an activation is relaxed, and is
+the one option every analysis takes:
+
+* ``Pair()``: the pair lines of :func:`polylens.relax.lines.pair_lines`, one cut per side;
+* ``Hull(cuts)`` (default ``Hull(8)``): up to ``cuts`` cuts per side (at most :data:`MAX_CUTS`) whose
+  intersection approaches the convex hull of the graph ``{(x, f(x)) : x in [L, U]}``.
+
+:func:`build_envelope` turns that choice into :class:`Cuts`, the sound linear cuts of one layer's
+neurons, each sound on its neuron's interval [L_j, U_j]:
 
 * LOWER cut r: ``z_j >= slope[r] * a_j + intercept[r]``
 * UPPER cut r: ``z_j <= slope[r] * a_j + intercept[r]``
 
-with ``a_j`` the pre-activation, ``z_j = f(a_j)`` and ``j = neuron[r]``. Two modes:
-
-* ``PAIR``: the pair lines of :func:`polylens.relax.lines.pair_lines`, one cut per side;
-* ``HULL`` (default): up to ``cuts`` cuts per side whose intersection approaches the convex hull of
-  the graph ``{(x, f(x)) : x in [L, U]}``. Cut 0 of each side is the pair line, so a HULL envelope
-  is never looser than the PAIR one; the others are added by the sandwich rule (Rote, 1992): of the
-  gaps between consecutive touch points of the cuts so far (and the interval's ends), take the one
-  whose error triangle has the largest area and add the supporting line parallel to its chord.
-  On a piece where the hull is a straight segment that line is the segment itself, so bitangents
-  and chords are found exactly; on curved parts the area error falls like 1 / cuts**2. For relu
-  and leaky_relu this gives the exact triangle hull with two cuts (stable neurons: one lower and
-  one upper cut on the same line), for identity ``z = a``.
+with ``a_j`` the pre-activation, ``z_j = f(a_j)`` and ``j = neuron[r]``. For a hull, cut 0 of each
+side is the pair line, so a hull is never looser than the pair; the others are added by the
+sandwich rule (Rote, 1992): of the gaps between consecutive touch points of the cuts so far (and the
+interval's ends), take the one whose error triangle has the largest area and add the supporting line
+parallel to its chord. On a piece where the hull is a straight segment that line is the segment
+itself, so bitangents and chords are found exactly; on curved parts the area error falls like
+1 / cuts**2. For relu and leaky_relu this gives the exact triangle hull with two cuts (stable
+neurons: one lower and one upper cut on the same line), for identity ``z = a``.
 
 Every intercept comes from :func:`polylens.relax.lines.tightest_intercept`'s machinery, so each cut is
-sound whatever slope was chosen. Code that consumes an Envelope never branches on the activation.
+sound whatever slope was chosen. Code that consumes Cuts never branches on the activation.
 
 Example
 -------
 >>> import numpy as np
 >>> from polylens.nn.activations import Activation, ActKind
->>> env = build_envelope(Activation(ActKind.RELU), np.array([-1.0]), np.array([2.0]))
->>> [(int(s), float(k)) for s, k in zip(env.side, env.slope)]
+>>> cuts = build_envelope(Activation(ActKind.RELU), np.array([-1.0]), np.array([2.0]), Hull(8))
+>>> [(int(s), float(k)) for s, k in zip(cuts.side, cuts.slope)]
 [(0, 1.0), (0, 0.0), (1, 0.6666666666666666)]
->>> lo, hi = env.evaluate(np.array([0.5]))
+>>> lo, hi = cuts.evaluate(np.array([0.5]))
 >>> float(lo[0]), round(float(hi[0]), 6)
 (0.5, 1.0)
+>>> Envelope.from_mode("pair"), str(Hull(4))
+(Pair(), 'hull(4)')
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
 from polylens.errors import ParameterError
 from polylens.nn.activations import Activation
-from polylens.relax.lines import _intervals, _Oriented, _pair_side, _support, _RIGOROUS_ITERS, image_bounds
+from polylens.relax.lines import check_intervals, Oriented, pair_side, support, RIGOROUS_ITERS, image_bounds
 from polylens.tolerances import ENVELOPE_GAP_REL
-from polylens.validation import check_enum, check_int
+from polylens.validation import Described, check_enum, check_int, fail
 
-__all__ = ["EnvelopeMode", "Envelope", "build_envelope", "hull_area_ratio", "hull_area_ratios", "envelope_areas",
-           "convex_hull_areas", "MAX_CUTS"]
+__all__ = ["Cuts", "Envelope", "EnvelopeMode", "Hull", "MAX_CUTS", "Pair", "build_envelope", "check_envelope",
+           "convex_hull_areas", "envelope_areas", "hull_area_ratio", "hull_area_ratios", "merge_envelopes"]
 
 Array = np.ndarray
 
-#: The largest ``cuts`` accepted (the builder's dominance check costs n * cuts**2).
+#: The largest number of cuts per side a hull may have (the builder's dominance check costs n * cuts**2).
 MAX_CUTS = 64
 
 
 class EnvelopeMode(str, Enum):
-    """How many cuts per side: ``pair`` one, ``hull`` up to ``cuts`` approaching the convex hull."""
+    """The two kinds of :class:`Envelope` by name (the spelling of the command line: ``--mode``)."""
 
     PAIR = "pair"
     HULL = "hull"
 
 
-@dataclass(frozen=True)
 class Envelope:
-    """Linear cuts for the n neurons of one layer.
+    """How an activation is relaxed over its pre-activation interval: :class:`Hull` or :class:`Pair`.
+
+    A frozen value; ``cuts`` is the number of cuts per side it allows (1 for the pair), ``mode`` its
+    :class:`EnvelopeMode`. Use :meth:`from_mode` to convert the ``(mode, cuts)`` spelling.
+    """
+
+    mode: ClassVar[EnvelopeMode]
+    cuts: int
+
+    @staticmethod
+    def from_mode(mode: "EnvelopeMode | str", cuts: int = 8, where: str = "Envelope.from_mode") -> "Envelope":
+        """``Hull(cuts)`` for mode "hull", ``Pair()`` for "pair" (``cuts`` is then ignored, as it
+        always was: the pair has one cut per side). Checks both with the one message template."""
+        mode = check_enum(mode, EnvelopeMode, "mode", where)
+        if mode is EnvelopeMode.PAIR:
+            return Pair()
+        return Hull(check_int(cuts, "cuts", where, 1, MAX_CUTS))
+
+    @property
+    def fallbacks(self) -> tuple["Envelope", ...]:
+        """The envelopes to try in order when the LP solver fails numerically on this one: itself, then
+        the pair (a hull's cuts can carry slack of the order of the solver's tolerance; the pair's
+        one line per side is looser but just as sound)."""
+        return (self,) if isinstance(self, Pair) else (self, Pair())
+
+    def to_dict(self) -> dict:
+        """``{"mode": "hull", "cuts": 8}``."""
+        return {"mode": self.mode.value, "cuts": self.cuts}
+
+
+@dataclass(frozen=True)
+class Hull(Envelope):
+    """Up to ``cuts`` cuts per side (1 .. MAX_CUTS) approaching the convex hull of the graph; cut 0 of
+    each side is the pair line."""
+
+    mode: ClassVar[EnvelopeMode] = EnvelopeMode.HULL
+    cuts: int = 8
+
+    def __post_init__(self):
+        object.__setattr__(self, "cuts", check_int(self.cuts, "cuts", "Hull", 1, MAX_CUTS))
+
+    def __str__(self) -> str:
+        return f"hull({self.cuts})"
+
+
+@dataclass(frozen=True)
+class Pair(Envelope):
+    """The pair lines: one cut per side (the lines backward bound propagation uses)."""
+
+    mode: ClassVar[EnvelopeMode] = EnvelopeMode.PAIR
+
+    @property
+    def cuts(self) -> int:
+        return 1
+
+    def __str__(self) -> str:
+        return "pair"
+
+
+def check_envelope(value: Any, where: str, name: str = "envelope") -> Envelope:
+    """An :class:`Envelope` as given, or the one a mode name spells ("hull" is ``Hull(8)``, "pair"
+    ``Pair()``); ParameterError for anything else."""
+    if isinstance(value, Envelope):
+        return value
+    if isinstance(value, (str, EnvelopeMode)):
+        try:
+            return Envelope.from_mode(value, where=where)
+        except ParameterError:
+            pass
+    raise fail(name, where, "Hull(cuts) or Pair() (or the name 'hull' or 'pair')",
+               Described(repr(value) if isinstance(value, (str, EnvelopeMode)) else f"type {type(value).__name__}"))
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """Linear cuts for the n neurons of one layer (what :func:`build_envelope` makes of an Envelope).
 
     Cut r: LOWER ``z_j >= slope[r]*a_j + intercept[r]``, UPPER ``z_j <= slope[r]*a_j + intercept[r]``,
     ``j = neuron[r]``; ``index[r]`` numbers the cuts of (neuron, side) from 0, and index 0 is always
@@ -91,21 +172,21 @@ class Envelope:
         n, m = self.lower.shape[0], self.neuron.shape[0]
         for name in ("side", "index", "slope", "intercept"):
             if getattr(self, name).shape != (m,):
-                raise ParameterError(f"The '{name}' field of Envelope must have shape ({m},). "
+                raise ParameterError(f"The '{name}' field of Cuts must have shape ({m},). "
                                      f"Got {getattr(self, name).shape} instead.")
         for name in ("upper", "zlo", "zhi"):
             if getattr(self, name).shape != (n,):
-                raise ParameterError(f"The '{name}' field of Envelope must have shape ({n},). "
+                raise ParameterError(f"The '{name}' field of Cuts must have shape ({n},). "
                                      f"Got {getattr(self, name).shape} instead.")
         key = self.neuron * 2 + self.side
         if m and (np.any(np.diff(key) < 0) or np.any(self.neuron < 0) or np.any(self.neuron >= n)):
-            raise ParameterError("The cuts of an Envelope must be sorted by (neuron, side) with neurons in "
+            raise ParameterError("Cuts must be sorted by (neuron, side) with neurons in "
                                  f"[0, {n}). Got an unsorted or out-of-range 'neuron' array instead.")
         present = np.zeros(2 * n, dtype=bool)
         present[key] = True
         if not present.all():
             missing = np.flatnonzero(~present)
-            raise ParameterError(f"Every neuron of an Envelope needs a lower and an upper cut. Got "
+            raise ParameterError(f"Every neuron of a Cuts value needs a lower and an upper cut. Got "
                                  f"{missing.size} (neuron, side) pairs without one (first: neuron "
                                  f"{missing[0] // 2}, side {missing[0] % 2}) instead.")
 
@@ -125,7 +206,7 @@ class Envelope:
         """
         a = np.asarray(a, dtype=np.float64)
         if a.ndim not in (1, 2) or a.shape[-1] != self.n_neurons:
-            raise ParameterError(f"The 'a' parameter of Envelope.evaluate must have shape ({self.n_neurons},) "
+            raise ParameterError(f"The 'a' parameter of Cuts.evaluate must have shape ({self.n_neurons},) "
                                  f"or (N, {self.n_neurons}). Got {a.shape} instead.")
         vals = a[..., self.neuron] * self.slope + self.intercept
         key = self.neuron * 2 + self.side
@@ -141,14 +222,14 @@ def _side_cuts(act: Activation, L: Array, U: Array, sigma: float, K: int) -> tup
     Column 0 is the pair line; columns 1.. are added by the sandwich rule (see the module doc).
     """
     n = L.shape[0]
-    F = _Oriented.of(act, sigma)
+    F = Oriented.of(act, sigma)
     S = np.zeros((n, K))
     C = np.zeros((n, K))  # rigorous intercepts
     Cn = np.zeros((n, K))  # nominal intercepts (for choosing)
     X0 = np.zeros((n, K))  # touch sets [X0, X1]
     X1 = np.zeros((n, K))
     valid = np.zeros((n, K), dtype=bool)
-    s0, sup = _pair_side(act, L, U, sigma)
+    s0, sup = pair_side(act, L, U, sigma)
     S[:, 0], C[:, 0], Cn[:, 0], X0[:, 0], X1[:, 0] = s0, sup.bound, sup.nominal, sup.touch_lo, sup.touch_hi
     valid[:, 0] = True
     if K == 1:
@@ -192,7 +273,7 @@ def _side_cuts(act: Activation, L: Array, U: Array, sigma: float, K: int) -> tup
         piece = np.searchsorted(brk, xa[idx], side="right")
         same = (curv[piece] == 0) & (xb[idx] <= np.append(brk, np.inf)[piece])
         s_new = np.where(same, F.d1_right(xa[idx]), s_new)
-        sup = _support(act, L[idx], U[idx], s_new, sigma, _RIGOROUS_ITERS)
+        sup = support(act, L[idx], U[idx], s_new, sigma, RIGOROUS_ITERS)
         S[idx, col], C[idx, col], Cn[idx, col] = s_new, sup.bound, sup.nominal
         X0[idx, col], X1[idx, col] = sup.touch_lo, sup.touch_hi
         valid[idx, col] = True
@@ -209,27 +290,30 @@ def _side_cuts(act: Activation, L: Array, U: Array, sigma: float, K: int) -> tup
     return S, C, valid & ~drop
 
 
-def build_envelope(act: Activation, L, U, mode: EnvelopeMode | str = EnvelopeMode.HULL, cuts: int = 8) -> Envelope:
+def build_envelope(act: Activation, L, U, envelope: Envelope = Hull(), *, mode: EnvelopeMode | str | None = None,
+                   cuts: int | None = None) -> Cuts:
     """Sound linear cuts of ``act`` over the intervals ``[L_j, U_j]`` of one layer's n neurons.
 
     Parameters
     ----------
     act : the activation.
     L, U : float arrays of shape (n,), finite, ``L <= U`` (ParameterError otherwise).
-    mode : ``PAIR`` (one cut per side) or ``HULL`` (default; up to ``cuts`` per side).
-    cuts : int in [1, MAX_CUTS], cuts per side in HULL mode (ignored by PAIR). ``cuts=1`` gives the
-        pair lines; more cuts never loosen the envelope anywhere (the cuts for k are a subset of
-        those for k + 1, and cut 0 is always the pair line).
+    envelope : ``Pair()`` (one cut per side) or ``Hull(cuts)`` (default ``Hull(8)``; up to ``cuts`` per
+        side). ``Hull(1)`` gives the pair lines; more cuts never loosen the envelope anywhere (the
+        cuts for k are a subset of those for k + 1, and cut 0 is always the pair line).
+    mode, cuts : the older spelling of ``envelope`` (``mode="hull", cuts=8``), converted by
+        :meth:`Envelope.from_mode`; give either these or ``envelope``.
 
     Returns
     -------
-    Envelope: for every neuron j, every cut of j holds for all ``a`` in ``[L_j, U_j]``. Work is
+    Cuts: for every neuron j, every cut of j holds for all ``a`` in ``[L_j, U_j]``. Work is
     vectorised over neurons; the loop runs over the cut index.
     """
     where = "build_envelope"
-    mode = check_enum(mode, EnvelopeMode, "mode", where)
-    K = 1 if mode is EnvelopeMode.PAIR else check_int(cuts, "cuts", where, 1, MAX_CUTS)
-    L, U = _intervals(L, U, where)
+    if mode is not None or cuts is not None:
+        envelope = Envelope.from_mode(EnvelopeMode.HULL if mode is None else mode, 8 if cuts is None else cuts, where)
+    K = check_envelope(envelope, where).cuts
+    L, U = check_intervals(L, U, where)
     if L.ndim != 1:
         raise ParameterError(f"The 'lower' and 'upper' parameters of {where} must be 1-D arrays (one entry "
                              f"per neuron). Got shape {L.shape} instead.")
@@ -250,7 +334,7 @@ def build_envelope(act: Activation, L, U, mode: EnvelopeMode | str = EnvelopeMod
     neuron = np.broadcast_to(np.arange(n)[:, None, None], keep.shape)
     sides = np.broadcast_to(np.arange(2, dtype=np.int8)[None, :, None], keep.shape)
     zlo, zhi = image_bounds(act, L, U)
-    return Envelope(neuron=neuron[keep].astype(np.int64), side=sides[keep].astype(np.int8),
+    return Cuts(neuron=neuron[keep].astype(np.int64), side=sides[keep].astype(np.int8),
                     index=index[keep].astype(np.int64), slope=slope[keep], intercept=inter[keep],
                     lower=L, upper=U, zlo=zlo, zhi=zhi)
 
@@ -273,7 +357,7 @@ def _hull_area(act: Activation, lo: float, hi: float, samples: int) -> float:
         return 0.0
 
 
-def envelope_areas(env: Envelope, samples: int = _AREA_SAMPLES) -> Array:
+def envelope_areas(env: Cuts, samples: int = _AREA_SAMPLES) -> Array:
     """Area between the envelope's lower and upper boundary over each neuron's interval, shape (n,).
 
     Trapezoid rule on ``samples`` points per interval (vectorised over neurons); the boundaries are
@@ -288,7 +372,7 @@ def envelope_areas(env: Envelope, samples: int = _AREA_SAMPLES) -> Array:
 def convex_hull_areas(act: Activation, L, U, samples: int = _AREA_SAMPLES) -> Array:
     """Area of the convex hull of the graph of f over each [L_j, U_j], shape (n,), from ``samples``
     points plus the inflection points (relative error of order (width / samples)**2)."""
-    L, U = _intervals(L, U, "convex_hull_areas")
+    L, U = check_intervals(L, U, "convex_hull_areas")
     L, U = np.atleast_1d(L).ravel(), np.atleast_1d(U).ravel()
     return np.array([_hull_area(act, lo, hi, samples) for lo, hi in zip(L, U)])
 
@@ -300,8 +384,7 @@ def _ratio(env_area: Array, hull: Array, act: Activation, L: Array, U: Array) ->
     return np.where(hull <= scale, np.where(env_area <= scale, 1.0, np.inf), ratio)
 
 
-def hull_area_ratios(act: Activation, L, U, mode: EnvelopeMode | str = EnvelopeMode.HULL, cuts: int = 8,
-                     samples: int = _AREA_SAMPLES) -> Array:
+def hull_area_ratios(act: Activation, L, U, envelope: Envelope = Hull(), samples: int = _AREA_SAMPLES) -> Array:
     """Per interval: area between the envelope's lower and upper boundary over [L_j, U_j] divided by
     the area of the convex hull of the graph there (>= 1 up to sampling error; 1 is exact). Shape (n,).
 
@@ -309,29 +392,29 @@ def hull_area_ratios(act: Activation, L, U, mode: EnvelopeMode | str = EnvelopeM
     zero-width interval, or f linear there) the ratio is 1 if the envelope's area is zero too (to
     1e-12 relative), else inf.
     """
-    L, U = _intervals(L, U, "hull_area_ratios")
+    L, U = check_intervals(L, U, "hull_area_ratios")
     L, U = np.atleast_1d(L).ravel(), np.atleast_1d(U).ravel()
-    env = build_envelope(act, L, U, mode, cuts)
+    env = build_envelope(act, L, U, envelope)
     return _ratio(envelope_areas(env, samples), convex_hull_areas(act, L, U, samples), act, L, U)
 
 
-def hull_area_ratio(act: Activation, L, U, mode: EnvelopeMode | str = EnvelopeMode.HULL, cuts: int = 8) -> float:
+def hull_area_ratio(act: Activation, L, U, envelope: Envelope = Hull()) -> float:
     """Area between the envelope's boundaries over [L, U] relative to the true convex hull's area.
 
     For scalar L, U: the ratio for that interval (1.0 means the envelope is the hull). For arrays:
     the ratio of the summed areas. See :func:`hull_area_ratios`.
     """
-    L, U = _intervals(L, U, "hull_area_ratio")
+    L, U = check_intervals(L, U, "hull_area_ratio")
     L, U = np.atleast_1d(L).ravel(), np.atleast_1d(U).ravel()
     if L.size == 1:
-        return float(hull_area_ratios(act, L, U, mode, cuts)[0])
-    env = build_envelope(act, L, U, mode, cuts)
+        return float(hull_area_ratios(act, L, U, envelope)[0])
+    env = build_envelope(act, L, U, envelope)
     e, h = float(envelope_areas(env).sum()), float(convex_hull_areas(act, L, U).sum())
     flat = 1e-12 * float(np.sum((U - L) * np.maximum(1.0, np.abs(act(L)) + np.abs(act(U)))))
     return e / h if h > flat else (1.0 if e <= flat else float("inf"))
 
 
-def merge_envelopes(a: Envelope, b: Envelope) -> Envelope:
+def merge_envelopes(a: Cuts, b: Cuts) -> Cuts:
     """The cuts of both envelopes of one layer, on the intersection of their intervals.
 
     Every cut of ``a`` holds on a's intervals and every cut of ``b`` on b's, so all of them hold on the
@@ -348,7 +431,7 @@ def merge_envelopes(a: Envelope, b: Envelope) -> Envelope:
     key = neuron * 2 + side
     starts = np.r_[0, np.flatnonzero(np.diff(key)) + 1]
     index = np.arange(key.size) - np.repeat(starts, np.diff(np.r_[starts, key.size]))
-    return Envelope(neuron, side.astype(np.int8), index.astype(np.int64),
+    return Cuts(neuron, side.astype(np.int8), index.astype(np.int64),
                     np.concatenate([a.slope, b.slope])[order], np.concatenate([a.intercept, b.intercept])[order],
                     np.maximum(a.lower, b.lower), np.minimum(a.upper, b.upper),
                     np.maximum(a.zlo, b.zlo), np.minimum(a.zhi, b.zhi))

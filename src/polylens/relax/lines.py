@@ -49,7 +49,8 @@ from polylens.errors import ParameterError
 from polylens.nn.activations import Activation, Family
 from polylens.tolerances import BOUND_UNDERFLOW_UNIT, ENVELOPE_REL_SLACK, ENVELOPE_SLACK, ENVELOPE_TIE_REL
 
-__all__ = ["Side", "Lines", "tightest_intercept", "pair_lines", "slope_range", "image_bounds"]
+__all__ = ["RIGOROUS_ITERS", "Lines", "Oriented", "Side", "Support", "check_intervals", "image_bounds", "pair_lines",
+           "pair_side", "slope_range", "support", "tightest_intercept"]
 
 Array = np.ndarray
 
@@ -57,7 +58,7 @@ Array = np.ndarray
 #: bound stays rigorous whatever the bracket width, the steps only make it tight).
 #: 44 steps bring a bracket of width 100 below 1e-11, where the tangent bound's loss (slope gap
 #: times bracket width) is far below ENVELOPE_SLACK.
-_RIGOROUS_ITERS = 44
+RIGOROUS_ITERS = 44
 #: Bisection steps where only a good, not a rigorous, answer is needed (choosing slopes): touch
 #: points to 2**-14 of the interval, slopes to 2**-12 of their range. A slope error ds moves a
 #: supporting line's area by O(ds**2 * width**2), about 1e-7 of the hull's here: invisible next to
@@ -93,8 +94,9 @@ class Lines:
 # Checks at the boundary.
 
 
-def _intervals(L, U, where: str) -> tuple[Array, Array]:
-    """Return L, U as float64 arrays of a common shape; raise ParameterError on bad input."""
+def check_intervals(L, U, where: str) -> tuple[Array, Array]:
+    """Return L, U as float64 arrays of a common shape; raise ParameterError on bad input (non-finite
+    ends, lower > upper); ``where`` names the function in the message."""
     try:
         L = np.asarray(L, dtype=np.float64)
         U = np.asarray(U, dtype=np.float64)
@@ -152,7 +154,11 @@ def _side(side) -> Side:
 
 
 @dataclass(frozen=True)
-class _Oriented:
+class Oriented:
+    """The activation as seen by one side's computations: F(x) = sigma * f(rho * x), with its sorted
+    breakpoints, curvature per piece and (for the piecewise-linear families) the piece slopes.
+    ``Oriented.of`` caches one per (activation, sigma, rho)."""
+
     act: Activation
     sigma: float
     rho: float
@@ -162,7 +168,7 @@ class _Oriented:
 
     @staticmethod
     @lru_cache(maxsize=256)
-    def of(act: Activation, sigma: float, rho: float = 1.0) -> "_Oriented":
+    def of(act: Activation, sigma: float, rho: float = 1.0) -> "Oriented":
         spec = act.spec
         breaks = tuple(float(b) for b in spec.inflections)
         curv = tuple(int(c) for c in spec.curvature)
@@ -177,7 +183,7 @@ class _Oriented:
             slopes = None if slopes is None else tuple(-p for p in reversed(slopes))
         curv = tuple(int(sigma) * c for c in curv)
         slopes = None if slopes is None else tuple(sigma * p for p in slopes)
-        return _Oriented(act, float(sigma), float(rho), breaks, curv, slopes)
+        return Oriented(act, float(sigma), float(rho), breaks, curv, slopes)
 
     @property
     def edges(self) -> tuple[float, ...]:
@@ -205,7 +211,7 @@ def _probes(breaks: tuple[float, ...]) -> list[float]:
     return [breaks[0] - 1.0, *inner, breaks[-1] + 1.0]
 
 
-def _pieces(F: _Oriented, L: Array, U: Array):
+def _pieces(F: Oriented, L: Array, U: Array):
     """Yield (i, a, b, ok): piece i of F intersected with [L, U]; a, b set to L where empty."""
     e = F.edges
     for i in range(len(F.curvature)):
@@ -221,7 +227,7 @@ def _pieces(F: _Oriented, L: Array, U: Array):
 
 
 @dataclass(frozen=True)
-class _Support:
+class Support:
     """The minimum of G(x) = F(x) - s*x over [L, U] for one slope per row (all arrays L.shape).
 
     ``bound <= min G`` rigorously (the intercept of a sound lower line of F); ``nominal`` is the
@@ -236,8 +242,8 @@ class _Support:
     touch_hi: Array
 
 
-def _reduce(L: Array, cands: list[tuple[Array, Array, Array, Array]]) -> _Support:
-    """Combine candidates (lower bound, value, location, valid) into a _Support."""
+def _reduce(L: Array, cands: list[tuple[Array, Array, Array, Array]]) -> Support:
+    """Combine candidates (lower bound, value, location, valid) into a Support."""
     bound = np.full(L.shape, np.inf)
     nominal = np.full(L.shape, np.inf)
     for lb, g, _, ok in cands:
@@ -250,10 +256,10 @@ def _reduce(L: Array, cands: list[tuple[Array, Array, Array, Array]]) -> _Suppor
         tie = ok & (g <= nominal + tol)
         t_lo = np.where(tie, np.minimum(t_lo, x), t_lo)
         t_hi = np.where(tie, np.maximum(t_hi, x), t_hi)
-    return _Support(bound, nominal, t_lo, t_hi)
+    return Support(bound, nominal, t_lo, t_hi)
 
 
-def _min_gap(F: _Oriented, L: Array, U: Array, s: Array, iters: int = _RIGOROUS_ITERS) -> _Support:
+def _min_gap(F: Oriented, L: Array, U: Array, s: Array, iters: int = RIGOROUS_ITERS) -> Support:
     """Rigorous lower bound and touch set of min over [L, U] of F(x) - s*x (see the module doc)."""
     if F.piece_slopes is not None:
         return _min_gap_piecewise_linear(F, L, U, s)
@@ -294,7 +300,7 @@ def _min_gap(F: _Oriented, L: Array, U: Array, s: Array, iters: int = _RIGOROUS_
     return _reduce(L, cands)
 
 
-def _min_gap_piecewise_linear(F: _Oriented, L: Array, U: Array, s: Array) -> _Support:
+def _min_gap_piecewise_linear(F: Oriented, L: Array, U: Array, s: Array) -> Support:
     """Exact-where-possible minimum of F(x) - s*x for piecewise-linear F.
 
     On piece i, F(x) = F(k) + p_i (x - k) with k a breakpoint bounding the piece (0 for a linear
@@ -351,19 +357,19 @@ def tightest_intercept(act: Activation, L, U, slope, side: Side) -> Array:
     rounding are the caller's bug to fix: widen them before asking).
     """
     where = "tightest_intercept"
-    L, U = _intervals(L, U, where)
+    L, U = check_intervals(L, U, where)
     s = _slopes(slope, L.shape, where)
     L, U = np.broadcast_to(L, s.shape).copy(), np.broadcast_to(U, s.shape).copy()
     sigma = 1.0 if _side(side) is Side.LOWER else -1.0
-    return sigma * _min_gap(_Oriented.of(act, sigma), L, U, sigma * s).bound + 0.0
+    return sigma * _min_gap(Oriented.of(act, sigma), L, U, sigma * s).bound + 0.0
 
 
-def _support(act: Activation, L: Array, U: Array, s: Array, sigma: float, iters: int) -> _Support:
-    """The supporting line of slope s (of F = sigma*f) below F on [L, U]: see _Support."""
-    return _min_gap(_Oriented.of(act, sigma), L, U, s, iters)
+def support(act: Activation, L: Array, U: Array, s: Array, sigma: float, iters: int) -> Support:
+    """The supporting line of slope s (of F = sigma*f) below F on [L, U]: see Support."""
+    return _min_gap(Oriented.of(act, sigma), L, U, s, iters)
 
 
-def _min_secant_from_left(F: _Oriented, L: Array, U: Array, iters: int = _CHOICE_ITERS) -> Array:
+def _min_secant_from_left(F: Oriented, L: Array, U: Array, iters: int = _CHOICE_ITERS) -> Array:
     """min over x in (L, U] of (F(x) - F(L)) / (x - L), and F'(L+) where L == U.
 
     This is the slope of F's lower convex envelope at L. Candidates: the limit F'(L+), x = U, the
@@ -405,8 +411,8 @@ def _min_secant_from_left(F: _Oriented, L: Array, U: Array, iters: int = _CHOICE
 
 def _hull_range(act: Activation, L: Array, U: Array, sigma: float) -> tuple[Array, Array]:
     """Slopes of the lower convex envelope of F = sigma*f at L and at U (s_lo <= s_hi)."""
-    s_lo = _min_secant_from_left(_Oriented.of(act, sigma, 1.0), L, U)
-    s_hi = -_min_secant_from_left(_Oriented.of(act, sigma, -1.0), -U, -L)
+    s_lo = _min_secant_from_left(Oriented.of(act, sigma, 1.0), L, U)
+    s_hi = -_min_secant_from_left(Oriented.of(act, sigma, -1.0), -U, -L)
     return np.minimum(s_lo, s_hi), np.maximum(s_lo, s_hi)
 
 
@@ -419,7 +425,7 @@ def slope_range(act: Activation, L, U, side: Side) -> tuple[Array, Array]:
     the derivative there (right derivative at a kink). Computed to about 1e-9, not rigorously:
     intercepts must still come from :func:`tightest_intercept`.
     """
-    L, U = _intervals(L, U, "slope_range")
+    L, U = check_intervals(L, U, "slope_range")
     sigma = 1.0 if _side(side) is Side.LOWER else -1.0
     a, b = _hull_range(act, L, U, sigma)
     return (a, b) if sigma > 0 else (-b, -a)
@@ -436,9 +442,9 @@ def _hull_slope_at(act: Activation, L: Array, U: Array, t: Array, sigma: float,
     lo, hi = s_lo.copy(), s_hi.copy()
     # Fast path: where F's own tangent at t supports F on all of [L, U] (the hull touches the graph
     # at t, the common case), that tangent's slope is the answer; one support computation settles it.
-    F = _Oriented.of(act, sigma)
+    F = Oriented.of(act, sigma)
     s_t = np.clip(F.d1_right(t), s_lo, s_hi)
-    sup = _support(act, L, U, s_t, sigma, _CHOICE_ITERS)
+    sup = support(act, L, U, s_t, sigma, _CHOICE_ITERS)
     g_t = F.f(t) - s_t * t
     touches = sup.nominal >= g_t - ENVELOPE_TIE_REL * (1.0 + np.abs(g_t)) * 1e3
     done = touches & (s_hi > s_lo)
@@ -448,12 +454,12 @@ def _hull_slope_at(act: Activation, L: Array, U: Array, t: Array, sigma: float,
         Lr, Ur, tr, a, b = L[rows], U[rows], t[rows], lo[rows], hi[rows]
         for _ in range(_SLOPE_ITERS):
             mid = 0.5 * a + 0.5 * b
-            right = _support(act, Lr, Ur, mid, sigma, _CHOICE_ITERS).touch_lo <= tr
+            right = support(act, Lr, Ur, mid, sigma, _CHOICE_ITERS).touch_lo <= tr
             a = np.where(right, mid, a)
             b = np.where(right, b, mid)
         lo[rows], hi[rows] = a, b
     cands = [s_hi, hi, lo, s_lo]  # descending, so argmax picks the larger slope on ties
-    phis = [s * t + _support(act, L, U, s, sigma, _CHOICE_ITERS).nominal for s in cands]
+    phis = [s * t + support(act, L, U, s, sigma, _CHOICE_ITERS).nominal for s in cands]
     pick = np.argmax(np.stack(phis), axis=0)
     return np.choose(pick, cands)
 
@@ -489,24 +495,24 @@ def pair_lines(act: Activation, L, U, lower_slope=None, *, upper_slope=None) -> 
     whatever slopes were passed.
     """
     where = "pair_lines"
-    L, U = _intervals(L, U, where)
+    L, U = check_intervals(L, U, where)
     L, U = np.atleast_1d(L), np.atleast_1d(U)
     out = []
     for sigma, given, name in ((1.0, lower_slope, "lower_slope"), (-1.0, upper_slope, "upper_slope")):
         if given is not None:
             given = sigma * np.broadcast_to(_slopes(given, L.shape, where, name), L.shape)
-        sF, sup = _pair_side(act, L, U, sigma, given)
+        sF, sup = pair_side(act, L, U, sigma, given)
         out += [sigma * sF + 0.0, sigma * sup.bound + 0.0]
     return Lines(*out)
 
 
-def _pair_side(act: Activation, L: Array, U: Array, sigma: float, sF: Array | None = None):
+def pair_side(act: Activation, L: Array, U: Array, sigma: float, sF: Array | None = None):
     """The pair line of F = sigma*f (slope sF of F, default the hull tangent at the midpoint)
     with its rigorous support; shared by :func:`pair_lines` and the envelope builders so that
     both give bit-identical lines."""
     if sF is None:
         sF = _pair_slope(act, L, U, sigma)
-    return sF, _support(act, L, U, sF, sigma, _RIGOROUS_ITERS)
+    return sF, support(act, L, U, sF, sigma, RIGOROUS_ITERS)
 
 
 def image_bounds(act: Activation, L, U) -> tuple[Array, Array]:
@@ -516,7 +522,7 @@ def image_bounds(act: Activation, L, U) -> tuple[Array, Array]:
     piecewise-linear families (whose only rounding is one product), by
     ``ENVELOPE_SLACK + ENVELOPE_REL_SLACK * |value|`` for smooth ones.
     """
-    L, U = _intervals(L, U, "image_bounds")
+    L, U = check_intervals(L, U, "image_bounds")
     lo, hi = act.image(L, U)
     smooth = act.spec.family is Family.SMOOTH
     absl = ENVELOPE_SLACK if smooth else 0.0

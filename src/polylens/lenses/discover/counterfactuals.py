@@ -53,7 +53,7 @@ Example
 >>> m = load_model("seed"); s = model_split(m)
 >>> i = int(((s.y_test == 4) & (m.network.predict(s.x_test) == 4)).argmax())
 >>> r = counterfactual(m, s.x_test[i], 4, 9, eps=0.3)
->>> r.relaxed, r.concrete in ("achieved", "not achieved")
+>>> str(r.relaxed), r.concrete in ("achieved", "not achieved")
 ('reached', True)
 """
 
@@ -62,25 +62,55 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-from polylens.lenses.discover.signatures import (_check_class, _check_envelope, _check_inputs, _check_labels, _dataclass_dict,
-                                          _html_table, _margins, _network_of, _relax, _with_l1_columns,
-                                          _with_max_column)
 from polylens.errors import ModelError, ParameterError, SolverError
-from polylens.lp import LPSolver, Polytope, Sense
+from polylens.jsonio import fields_dict
+from polylens.lenses.discover.toolkit import relax, with_fallback, with_max_column
+from polylens.lp import LPSolver, Polytope, Role, Rows, Sense
+from polylens.nn.margins import margins
 from polylens.nn.network import Network
-from polylens.relax.envelopes import EnvelopeMode
+from polylens.nn.search import MarginObjective, SignedSteps, box_search
+from polylens.relax.envelopes import Envelope, Hull, check_envelope
 from polylens.tolerances import PIXEL_CHANGE_TOL, REAL_MARGIN_GAIN
-from polylens.validation import check_float, check_int
+from polylens.validation import (check_class, check_float, check_input, check_inputs, check_int, check_labels,
+                                 check_network)
 
 Array = np.ndarray
 
-__all__ = ["CLASSIC_PAIRS", "CounterfactualResult", "CounterfactualSet", "counterfactual", "counterfactual_pairs",
-           "instructive_pairs"]
+__all__ = ["CLASSIC_PAIRS", "Concrete", "CounterfactualResult", "CounterfactualSet", "FoundBy", "Relaxed",
+           "counterfactual", "representative_image",
+           "counterfactual_pairs", "instructive_pairs"]
+
+
+class Relaxed(StrEnum):
+    """Whether the relaxation can reach the target (a proof when UNREACHABLE; see the module docstring)."""
+
+    REACHED = "reached"
+    UNREACHABLE = "unreachable"
+
+
+class Concrete(StrEnum):
+    """Whether a real input was found that the network classifies as the target with the margin."""
+
+    ACHIEVED = "achieved"
+    NOT_ACHIEVED = "not achieved"
+
+
+class FoundBy(StrEnum):
+    """The method whose point gave the result (see the module docstring), or why there is none."""
+
+    LP = "lp"
+    LP_MARGIN = "lp-margin"
+    PUSH = "push"
+    MAX_MARGIN = "max-margin"
+    SEARCH = "search"
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"
 
 #: Pairs of digits MNIST classifiers classically confuse (label, target).
 CLASSIC_PAIRS: tuple[tuple[int, int], ...] = ((4, 9), (3, 5), (7, 9), (1, 7), (5, 8), (2, 7))
@@ -96,35 +126,19 @@ _INNER = 5
 
 def _targeted_search(net: Network, starts: Array, target: int, xl: Array, xu: Array) -> Array:
     """Signed-gradient ascent of the real margin logit_t - max_k logit_k from each row of ``starts``
-    (S, d), projected on the box [xl, xu], with a step shrinking from (xu - xl) / 4 to 0. Returns the
-    best point of each run (S, d). A search only proposes: callers confirm with a forward pass."""
-    from polylens.lenses.verify.attack import input_gradient
-
-    z = np.clip(starts, xl, xu)
-    S = len(z)
-    t = np.full(S, target)
-    best, best_m = z.copy(), _margins(net(z), t)[0]
-    step = (xu - xl) / 4.0
-    for i in range(_SEARCH_STEPS):
-        m, comp = _margins(net(z), t)
-        better = m > best_m
-        best[better], best_m[better] = z[better], m[better]
-        g = np.zeros((S, net.n_classes))
-        g[np.arange(S), target] += 1.0
-        g[np.arange(S), comp] -= 1.0
-        z = np.clip(z + step * (1.0 - i / _SEARCH_STEPS) * np.sign(input_gradient(net, z, g)), xl, xu)
-    m, _ = _margins(net(z), t)
-    better = m > best_m
-    best[better] = z[better]
-    return best
+    (S, d), projected on the box [xl, xu], with a step shrinking from (xu - xl) / 4 to 0
+    (:func:`polylens.nn.search.box_search`). Returns the best point of each run (S, d). A search only
+    proposes: callers confirm with a forward pass."""
+    objective = MarginObjective(net, np.full(len(starts), target), sign=1.0)
+    return box_search(objective, starts, xl, xu, steps=_SEARCH_STEPS, schedule=SignedSteps(first=0.25)).x
 
 
 @dataclass(frozen=True, eq=False)
 class CounterfactualResult:
     """One counterfactual (see the module docstring). d = input width, C = classes.
 
-    ``original`` (d,); ``label``, ``target``; ``relaxed`` "reached"/"unreachable"; ``concrete``
-    "achieved"/"not achieved". ``max_margin_upper``: rigorous upper bound of logit_t - max_k logit_k
+    ``original`` (d,); ``label``, ``target``; ``relaxed``: :class:`Relaxed` REACHED/UNREACHABLE;
+    ``concrete``: :class:`Concrete` ACHIEVED/NOT_ACHIEVED. ``max_margin_upper``: rigorous upper bound of logit_t - max_k logit_k
     over the ball; ``max_margin_lp``: the solver's value of that LP. ``lp_input`` (d,) or None: the
     relaxed counterfactual (the min-L1 LP's input; None when unreachable); ``lp_l1``: its L1 distance;
     ``l1_lower_bound``: rigorous lower bound of the L1 distance of every real input of the ball with
@@ -132,8 +146,8 @@ class CounterfactualResult:
     docstring gave a point). ``lp_logits`` (C,) or None: the real logits at ``lp_input``.
     ``result`` (d,) or None: the concrete counterfactual (the network predicts t there), ``delta`` =
     result - original, ``changed`` bool (d,), ``l1`` (NaN when none); ``logits_before`` (C,),
-    ``logits_after`` (C,) or None at the result. ``found_by``: "lp", "lp-margin", "push",
-    "max-margin", "search", "failed" or "unreachable"; ``found_eps``: the radius of the LP whose point
+    ``logits_after`` (C,) or None at the result. ``found_by``: a :class:`FoundBy` ("lp", "lp-margin",
+    "push", "max-margin", "search", "failed" or "unreachable"); ``found_eps``: the radius of the LP whose point
     gave the result (NaN for "search"); ``found_margin``: that LP's margin (NaN for "search"); ``shrink``: alpha in (0, 1] of the shrink step
     (NaN without result); ``lp_point_achieved``: the LP's own input makes t win; ``candidates``:
     {"method@eps=r" or "search": smallest L1 it reached after shrinking};
@@ -145,8 +159,8 @@ class CounterfactualResult:
     target: int
     eps: float
     margin: float
-    relaxed: str
-    concrete: str
+    relaxed: Relaxed
+    concrete: Concrete
     max_margin_upper: float
     max_margin_lp: float
     lp_input: Array | None
@@ -159,7 +173,7 @@ class CounterfactualResult:
     l1: float
     logits_before: Array
     logits_after: Array | None
-    found_by: str
+    found_by: FoundBy
     found_eps: float
     found_margin: float
     shrink: float
@@ -172,22 +186,16 @@ class CounterfactualResult:
 
     @property
     def achieved(self) -> bool:
-        return self.concrete == "achieved"
+        return self.concrete is Concrete.ACHIEVED
 
     def to_dict(self) -> dict:
         """JSON-ready data: arrays as nested lists, NaN/inf and missing arrays as None."""
-        return _dataclass_dict(self)
-
-    def _row(self) -> list:
-        return [f"{self.label}→{self.target}", self.relaxed, self.concrete, self.found_by, self.l1_lower_bound,
-                self.lp_l1, self.l1, int(self.changed.sum()) if self.changed is not None else "–",
-                self.max_margin_upper]
-
-    _HEADERS = ["pair", "relaxed", "concrete", "found by", "L1 ≥", "LP L1", "L1", "changed px", "max margin ≤"]
+        return fields_dict(self)
 
     def _repr_html_(self) -> str:
-        return _html_table(f"Counterfactual: eps={self.eps:g}, margin={self.margin:g}, {self.envelope}",
-                           self._HEADERS, [self._row()])
+        from polylens.report.notebook import to_html
+
+        return to_html(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,9 +212,9 @@ class CounterfactualSet:
                 "results": [r.to_dict() for r in self.results]}
 
     def _repr_html_(self) -> str:
-        rows = [[int(i)] + r._row() for i, r in zip(self.indices, self.results)]
-        return _html_table(f"Counterfactuals for {len(self.pairs)} pairs", ["image"] + CounterfactualResult._HEADERS,
-                           rows)
+        from polylens.report.notebook import to_html
+
+        return to_html(self)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,32 +224,32 @@ def _wins(net: Network, X: Array, target: int, margin: float = 0.0) -> tuple[Arr
     """Whether ``target`` beats every other logit at each row of X (N, d) by at least ``margin`` and by
     more than REAL_MARGIN_GAIN (so that the verdict survives re-evaluation in another batch), and the logits."""
     lg = net(np.atleast_2d(X))
-    m, _ = _margins(lg, np.full(len(lg), target))
+    m, _ = margins(lg, np.full(len(lg), target))
     return (m >= margin) & (m > REAL_MARGIN_GAIN), lg
 
 
-def _min_l1_rows(base: Polytope, target: int, margin: float, x0: Array, xl: Array, xu: Array) -> Polytope:
-    """The min-L1 polytope: u columns plus rows logit_t - logit_k >= margin (k != t)."""
-    poly = _with_l1_columns(base, x0, xl, xu)
+def _min_l1_rows(base: Polytope, target: int, margin: float, x0: Array):
+    """The min-L1 polytope: u columns (``u >= |x - x0|``) plus rows logit_t - logit_k >= margin (k != t).
+    Returns (polytope, u's handle)."""
+    l1 = base.with_l1_distance(x0)
+    poly, u = l1.polytope, l1.cols
     C = base.network.n_classes
     others = np.array([k for k in range(C) if k != target])
     k = len(others)
-    lg = poly.logits
-    r = np.repeat(np.arange(k), 2)
-    c = np.column_stack([np.full(k, lg.start + target), lg.start + others]).ravel()
-    rows = sp.csr_matrix((np.tile([1.0, -1.0], k), (r, c)), shape=(k, poly.n_cols))
-    return poly.extend(rows=rows, row_lo=np.full(k, margin), row_hi=np.full(k, np.inf),
-                       row_names=[f"logit[{target}]-logit[{j}]>=margin" for j in others])
+    logit = poly.handle(Role.LOGIT)
+    diff = sp.coo_matrix((np.tile([1.0, -1.0], k), (np.repeat(np.arange(k), 2),
+                                                      np.column_stack([np.full(k, target), others]).ravel())),
+                         shape=(k, C))
+    ext = poly.extend(rows=[Rows(f"logit[{target}]-logit>=margin", {logit: diff}, np.full(k, margin),
+                                 np.full(k, np.inf), keys=others)])
+    return ext.polytope, u
 
 
 def _solve_min_l1(base: Polytope, target: int, margin: float, x0: Array, xl: Array, xu: Array):
     """(input (d,), solution) of the min-L1 LP, or None when HiGHS finds it infeasible/fails."""
-    poly = _min_l1_rows(base, target, margin, x0, xl, xu)
-    d = x0.shape[0]
-    cost = np.zeros(poly.n_cols)
-    cost[base.n_cols:base.n_cols + d] = 1.0
+    poly, u = _min_l1_rows(base, target, margin, x0)
     try:
-        sol = LPSolver(poly).solve(cost, Sense.MIN, basis=False)
+        sol = LPSolver(poly).solve(poly.cost({u: 1.0}), Sense.MIN)
     except SolverError:
         return None
     if not sol.optimal:
@@ -250,79 +258,78 @@ def _solve_min_l1(base: Polytope, target: int, margin: float, x0: Array, xl: Arr
 
 
 def counterfactual(network: Any, x0: Any, label: int, target: int, *, eps: float = 0.3, margin: float = 0.0,
-                   mode: EnvelopeMode | str = EnvelopeMode.HULL, cuts: int = 8) -> CounterfactualResult:
+                   envelope: Envelope = Hull()) -> CounterfactualResult:
     """The smallest L1 change of ``x0`` within its eps-ball (∩ [0, 1]) that makes ``target`` win over
     the polytope, with the two statuses of the module docstring.
 
     ``network``: a Network or a Model; ``x0`` (d,) in [0, 1]; ``label`` its class (for the report);
-    ``target`` != label; ``margin`` >= 0 the required lead of the target's logit in the LP.
+    ``target`` != label; ``margin`` >= 0 the required lead of the target's logit in the LP;
+    ``envelope`` the LP's relaxation (a hull falls back to the pair where HiGHS fails on it).
     Raises SolverError when HiGHS fails on both the HULL and the PAIR polytope (the image's own point
     lies in both, so such a failure is numerical).
     """
     where = "counterfactual"
     t0 = time.perf_counter()
-    net = _network_of(network, where)
-    x0 = _check_inputs(net, x0, where, "x0")
-    if len(x0) != 1:
+    net, _ = check_network(network, where)
+    if np.ndim(x0) == 2 and len(x0) != 1:
         raise ParameterError(f"The 'x0' parameter of {where} must be one image of shape ({net.input_dim},). "
                              f"Got {len(x0)} images instead; use counterfactual_pairs for several.")
-    x0 = x0[0]
-    label = _check_class(net, label, "label", where)
-    target = _check_class(net, target, "target", where)
+    x0 = check_input(np.reshape(x0, -1) if np.ndim(x0) == 2 else x0, net.input_dim, where, "x0")
+    label = check_class(label, net.n_classes, "label", where)
+    target = check_class(target, net.n_classes, "target", where)
     if target == label:
         raise ParameterError(f"The 'target' parameter of {where} must differ from the label ({label}). Got {target} instead.")
     eps = check_float(eps, "eps", where, 0.0, 1.0)
     margin = check_float(margin, "margin", where, 0.0)
-    mode, cuts = _check_envelope(mode, cuts, where)
+    envelope = check_envelope(envelope, where)
 
-    rel = _relax(net, x0[None], eps, mode, cuts)
+    rel = relax(net, x0[None], eps, envelope)
     xl, xu = rel.xl[0], rel.xu[0]
     before = net(x0[None])[0]
     solves = 0
-    # The max-margin LP decides reachability; HULL first, PAIR as the numerical fallback.
-    tries = [(mode.value, lambda: rel.polys[0])]
-    if mode is EnvelopeMode.HULL:
-        tries.append(("pair", lambda: rel.pair_polytope(net, 0)))
-    mm = None
-    for kind, make in tries:
-        base = make()
-        pm = _with_max_column(base, target, "s")
-        cost = np.zeros(pm.n_cols)
-        cost[pm.logits.start + target] = 1.0
-        cost[base.n_cols] = -1.0
-        try:
-            solves += 1
-            s = LPSolver(pm).solve(cost, Sense.MAX, basis=False)
-        except SolverError:
-            continue
-        if s.optimal:
-            mm, envelope, mm_base = s, kind, base
-            break
-    if mm is None:
+
+    # The max-margin LP decides reachability; a hull falls back to the pair where HiGHS fails on it.
+    def max_margin(base: Polytope):
+        nonlocal solves
+        ext = with_max_column(base, target, "s")
+        pm = ext.polytope
+        solves += 1
+        s = LPSolver(pm).solve(pm.cost({pm.handle(Role.LOGIT): np.eye(net.n_classes)[target], ext.cols: -1.0}),
+                               Sense.MAX)
+        return (s, pm, base) if s.optimal else None
+
+    got_mm, mm_env = with_fallback(rel, 0, max_margin)
+    if got_mm is None:
         raise SolverError(f"HiGHS failed on the polytope of this image at eps={eps:g} with both envelopes; "
-                          "try another eps or mode.")
+                          "try another eps or envelope.")
+    mm, pm, mm_base = got_mm
+    envelope_used = mm_env.mode.value
     mm_x = np.clip(mm.x[pm.inputs], xl, xu)
 
     common = dict(original=x0, label=label, target=target, eps=eps, margin=margin, max_margin_upper=mm.safe_bound,
-                  max_margin_lp=mm.objective, logits_before=before, envelope=envelope, input_shape=tuple(net.input_shape))
+                  max_margin_lp=mm.objective, logits_before=before, envelope=envelope_used,
+                  input_shape=tuple(net.input_shape))
     if mm.safe_bound < margin:
-        return CounterfactualResult(relaxed="unreachable", concrete="not achieved", lp_input=None, lp_l1=math.nan,
-                                    l1_lower_bound=math.inf, lp_logits=None, result=None, delta=None, changed=None,
-                                    l1=math.nan, logits_after=None, found_by="unreachable", found_eps=math.nan,
+        return CounterfactualResult(relaxed=Relaxed.UNREACHABLE, concrete=Concrete.NOT_ACHIEVED, lp_input=None,
+                                    lp_l1=math.nan, l1_lower_bound=math.inf, lp_logits=None, result=None, delta=None,
+                                    changed=None, l1=math.nan, logits_after=None, found_by=FoundBy.UNREACHABLE,
+                                    found_eps=math.nan,
                                     found_margin=math.nan, shrink=math.nan, lp_point_achieved=False, candidates={},
                                     lp_solves=solves, seconds=time.perf_counter() - t0, **common)
 
-    base = mm_base
-    solves += 1
-    got = _solve_min_l1(base, target, margin, x0, xl, xu)
-    if got is None and envelope != "pair" and mode is EnvelopeMode.HULL:
+    # The min-L1 LP on the max-margin LP's envelope, falling back to the pair from a hull.
+    def min_l1(poly: Polytope):
+        nonlocal solves
         solves += 1
-        base = rel.pair_polytope(net, 0)
-        got = _solve_min_l1(base, target, margin, x0, xl, xu)
-        envelope = "pair" if got is not None else envelope
-        common["envelope"] = envelope
-        if got is None:
-            base = mm_base  # back to the max-margin polytope's envelope for the margin repair
+        r = _solve_min_l1(poly, target, margin, x0, xl, xu)
+        return None if r is None else (poly, r)
+
+    got_l1, l1_env = with_fallback(rel, 0, min_l1, mm_env)
+    base = mm_base  # where the min-L1 LP fails too, the margin repair uses the max-margin polytope
+    got = None
+    if got_l1 is not None:
+        base, got = got_l1
+        common["envelope"] = l1_env.mode.value
     if got is not None:
         lp_x, sol = got
         l1_lower = max(0.0, sol.safe_bound)
@@ -347,7 +354,7 @@ def counterfactual(network: Any, x0: Any, label: int, target: int, *, eps: float
     def from_lp(poly: Polytope, bl: Array, bu: Array, e: float, point: Array) -> bool:
         """Offer an LP point; when it fails, the LP with raised margins; then pushes along its change."""
         nonlocal solves
-        ok_pt = offer("lp", e, point, margin)
+        ok_pt = offer(FoundBy.LP, e, point, margin)
         if not ok_pt:
             lg_pt = net(point[None])[0]
             gap = max(0.0, float(np.max(np.delete(lg_pt, target)) - lg_pt[target]))
@@ -357,27 +364,27 @@ def counterfactual(network: Any, x0: Any, label: int, target: int, *, eps: float
                     break
                 solves += 1
                 got_j = _solve_min_l1(poly, target, m_j, x0, bl, bu)
-                if got_j is None or offer("lp-margin", e, got_j[0], m_j):
+                if got_j is None or offer(FoundBy.LP_MARGIN, e, got_j[0], m_j):
                     break
-        offer("push", e, np.clip(x0[None] + np.array(_PUSH)[:, None] * (point - x0)[None], bl, bu), margin)
+        offer(FoundBy.PUSH, e, np.clip(x0[None] + np.array(_PUSH)[:, None] * (point - x0)[None], bl, bu), margin)
         return ok_pt
 
     lp_ok = from_lp(base, xl, xu, eps, lp_x)
     seg = lp_x[None] + (np.arange(1, _SEGMENT + 1) / _SEGMENT)[:, None] * (mm_x - lp_x)[None]
     seg[-1] = mm_x
-    offer("max-margin", eps, seg, mm.objective)
+    offer(FoundBy.MAX_MARGIN, eps, seg, mm.objective)
     for k in range(1, _INNER + 1):  # the min-L1 LP on smaller balls, whose relaxations are tighter
         e_k = eps / 2.0 ** k
-        rel_k = _relax(net, x0[None], e_k, mode, cuts)
+        rel_k = relax(net, x0[None], e_k, envelope)
         solves += 1
         got = _solve_min_l1(rel_k.polys[0], target, margin, x0, rel_k.xl[0], rel_k.xu[0])
         if got is not None:
             from_lp(rel_k.polys[0], rel_k.xl[0], rel_k.xu[0], e_k, got[0])
     rng = np.random.default_rng(0)  # fixed: the same call gives the same answer
     starts = np.vstack([x0, lp_x, mm_x, xl + rng.random((_SEARCH_RESTARTS, x0.shape[0])) * (xu - xl)])
-    offer("search", math.nan, _targeted_search(net, starts, target, xl, xu), math.nan)
+    offer(FoundBy.SEARCH, math.nan, _targeted_search(net, starts, target, xl, xu), math.nan)
 
-    result, found_by, found_eps, used_margin, shrink = None, "failed", math.nan, math.nan, math.nan
+    result, found_by, found_eps, used_margin, shrink = None, FoundBy.FAILED, math.nan, math.nan, math.nan
     best_l1: dict[str, float] = {}
     if cands:
         alphas = np.arange(1, _SHRINK + 1) / _SHRINK
@@ -405,11 +412,11 @@ def counterfactual(network: Any, x0: Any, label: int, target: int, *, eps: float
     if result is not None:
         delta = result - x0
         after = net(result[None])[0]
-        concrete, l1, changed = "achieved", float(np.abs(delta).sum()), np.abs(delta) > PIXEL_CHANGE_TOL
+        concrete, l1, changed = Concrete.ACHIEVED, float(np.abs(delta).sum()), np.abs(delta) > PIXEL_CHANGE_TOL
     else:
         delta = after = changed = None
-        concrete, l1 = "not achieved", math.nan
-    return CounterfactualResult(relaxed="reached", concrete=concrete, lp_input=lp_x, lp_l1=lp_l1,
+        concrete, l1 = Concrete.NOT_ACHIEVED, math.nan
+    return CounterfactualResult(relaxed=Relaxed.REACHED, concrete=concrete, lp_input=lp_x, lp_l1=lp_l1,
                                 l1_lower_bound=l1_lower, lp_logits=lp_logits, result=result, delta=delta,
                                 changed=changed, l1=l1, logits_after=after, found_by=found_by, found_eps=found_eps,
                                 found_margin=used_margin,
@@ -422,7 +429,7 @@ def counterfactual(network: Any, x0: Any, label: int, target: int, *, eps: float
 
 
 def _data_of(network: Any, x: Any, y: Any, where: str) -> tuple[Network, Array | None, Array | None]:
-    net = _network_of(network, where)
+    net, _ = check_network(network, where)
     if x is None and y is None:
         if net is not network:  # a Model: its own test split, when the card names one
             try:
@@ -435,8 +442,8 @@ def _data_of(network: Any, x: Any, y: Any, where: str) -> tuple[Network, Array |
         return net, None, None
     if x is None or y is None:
         raise ParameterError(f"{where} needs both x and y, or neither.")
-    x = _check_inputs(net, x, where)
-    return net, x, _check_labels(net, y, len(x), where)
+    x = check_inputs(x, net.input_dim, where)
+    return net, x, check_labels(y, len(x), net.n_classes, where)
 
 
 def instructive_pairs(network: Any, x: Any = None, y: Any = None, *, n: int = 4) -> tuple[tuple[int, int], ...]:
@@ -466,7 +473,7 @@ def instructive_pairs(network: Any, x: Any = None, y: Any = None, *, n: int = 4)
     return tuple(out[:n])
 
 
-def _representative(net: Network, x: Array, y: Array, label: int) -> int:
+def representative_image(net: Network, x: Array, y: Array, label: int) -> int:
     """The correctly classified image of ``label`` closest (L2) to their mean; all of the label's
     images when none is correct. ParameterError when x has none."""
     rows = np.flatnonzero(y == label)
@@ -479,8 +486,7 @@ def _representative(net: Network, x: Array, y: Array, label: int) -> int:
 
 
 def counterfactual_pairs(network: Any, x: Any = None, y: Any = None, pairs: Sequence[tuple[int, int]] | None = None, *,
-                         eps: float = 0.3, margin: float = 0.0, mode: EnvelopeMode | str = EnvelopeMode.HULL,
-                         cuts: int = 8) -> CounterfactualSet:
+                         eps: float = 0.3, margin: float = 0.0, envelope: Envelope = Hull()) -> CounterfactualSet:
     """A counterfactual for each (label a, target b) of ``pairs`` (default :func:`instructive_pairs`),
     from a representative image of a (the correctly classified image of a nearest to their mean).
     ``network`` may be a Model, whose test split is used when x, y are not given."""
@@ -497,8 +503,8 @@ def counterfactual_pairs(network: Any, x: Any = None, y: Any = None, pairs: Sequ
         except (TypeError, ValueError):
             raise ParameterError(f"The 'pairs' parameter of {where} must be a list of (label, target) pairs. "
                                  f"Got {p!r} instead.") from None
-        checked.append((_check_class(net, a, "pairs", where), _check_class(net, b, "pairs", where)))
-    idx = np.array([_representative(net, x, y, a) for a, _ in checked], np.int64)
-    results = tuple(counterfactual(net, x[i], a, b, eps=eps, margin=margin, mode=mode, cuts=cuts)
+        checked.append((check_class(a, net.n_classes, "pairs", where), check_class(b, net.n_classes, "pairs", where)))
+    idx = np.array([representative_image(net, x, y, a) for a, _ in checked], np.int64)
+    results = tuple(counterfactual(net, x[i], a, b, eps=eps, margin=margin, envelope=envelope)
                     for i, (a, b) in zip(idx, checked))
     return CounterfactualSet(tuple(checked), idx, results)

@@ -41,21 +41,21 @@ Names live in the model card under ``"L{layer}.n{j}"`` keys (:func:`apply_names`
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Iterable, Mapping
 
 import numpy as np
 
+from polylens.arrays import frozen
 from polylens.errors import ParameterError
 from polylens.nn.model import Model, neuron_keys
-from polylens.nn.network import Network
-from polylens.validation import check_enum
+from polylens.nn.network import Network, NeuronId
+from polylens.validation import check_enum, check_inputs, check_network
 
 Array = np.ndarray
 
-__all__ = ["NameSuggestion", "Template", "Weighting", "apply_names", "name_model", "resolve", "score_map",
+__all__ = ["NameSuggestion", "Suggestions", "Template", "Weighting", "apply_names", "name_model", "score_map",
            "suggest_names", "templates"]
 
 #: A deeper neuron's description lists the incoming terms at least this fraction of the strongest.
@@ -64,15 +64,6 @@ TERM_FRACTION = 0.3
 MAX_TERMS = 3
 #: Prefix of the name of a negatively matching template.
 ANTI = "anti-"
-
-
-def resolve(model_or_network: Model | Network) -> tuple[Network, Model | None]:
-    """The network of a Model (and the model), or a bare Network (and None); ParameterError otherwise."""
-    if isinstance(model_or_network, Model):
-        return model_or_network.network, model_or_network
-    if isinstance(model_or_network, Network):
-        return model_or_network, None
-    raise ParameterError(f"Expected a polylens Model or Network; got {type(model_or_network).__name__}.")
 
 
 class Weighting(str, Enum):
@@ -138,9 +129,7 @@ def templates(shape: tuple[int, ...]) -> tuple[Template, ...]:
     ]
     out = []
     for name, mask, text in spec:
-        m = np.asarray(mask, dtype=np.float64)
-        m.setflags(write=False)
-        out.append(Template(name, m, text))
+        out.append(Template(name, frozen(mask), text))
     return tuple(out)
 
 
@@ -193,8 +182,12 @@ class NameSuggestion:
     weighting: str = ""
 
     @property
+    def neuron_id(self) -> NeuronId:
+        return NeuronId(self.layer, self.j)
+
+    @property
     def key(self) -> str:
-        return f"L{self.layer}.n{self.j}"
+        return str(self.neuron_id)
 
     def to_dict(self) -> dict:
         return {"key": self.key, "layer": self.layer, "j": self.j, "name": self.name, "score": self.score,
@@ -202,17 +195,9 @@ class NameSuggestion:
                 "scores": dict(self.scores), "weighting": self.weighting}
 
     def _repr_html_(self) -> str:
-        return suggestions_html([self])
+        from polylens.report.notebook import to_html
 
-
-def suggestions_html(suggestions: Iterable[NameSuggestion]) -> str:
-    """A small HTML table of suggestions (neuron, name, score, runner-up)."""
-    rows = "".join(
-        f"<tr><td>{s.key}</td><td>{html.escape(s.name)}</td><td>{s.score:.3f}</td>"
-        f"<td>{'' if s.runner_up is None else html.escape(f'{s.runner_up[0]} ({s.runner_up[1]:.3f})')}</td></tr>"
-        for s in suggestions)
-    return ("<table><thead><tr><th>neuron</th><th>name</th><th>score</th><th>runner-up</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>")
+        return to_html(self)
 
 
 class Suggestions(tuple):
@@ -226,7 +211,9 @@ class Suggestions(tuple):
         return {s.key: s.name for s in self}
 
     def _repr_html_(self) -> str:
-        return suggestions_html(self)
+        from polylens.report.notebook import to_html
+
+        return to_html(self)
 
 
 def _layer1(maps: Array, lib: tuple[Template, ...], weighting: str) -> list[NameSuggestion]:
@@ -273,20 +260,10 @@ def _deeper(layer: int, W: Array, scale: Array, prev_names: list[str]) -> list[N
             ru = (f"{'+' if e[i] >= 0 else '-'}{_compound(prev_names[i])}", float(mag[i] / total))
         scores: dict[str, float] = {}
         for i, n in enumerate(prev_names):  # duplicate names: keep them apart by key
-            scores[n if n not in scores else f"{n} [L{layer - 1}.n{i}]"] = float(e[i])
+            scores[n if n not in scores else f"{n} [{NeuronId(layer - 1, i)}]"] = float(e[i])
         out.append(NameSuggestion(layer, j, name, float(mag[keep].sum() / total), 1 if e[keep[0]] >= 0 else -1, ru,
                                   scores))
     return out
-
-
-def _check_x(network: Network, x: Array | None, where: str) -> Array | None:
-    if x is None:
-        return None
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != network.input_dim or len(x) < 2 or not np.all(np.isfinite(x)):
-        raise ParameterError(f"The 'x' parameter of {where} must be a finite array of shape (N >= 2, "
-                             f"{network.input_dim}). Got shape {x.shape} instead.")
-    return x
 
 
 def _source_scales(network: Network, x: Array | None) -> list[Array]:
@@ -345,8 +322,9 @@ def suggest_names(model_or_network: Model | Network, x: Array | None = None, *,
     Returns a :class:`Suggestions` tuple (one :class:`NameSuggestion` per hidden neuron, in
     :func:`polylens.nn.model.neuron_keys` order).
     """
-    network, model = resolve(model_or_network)
-    x = _check_x(network, x, "suggest_names")
+    network, model = check_network(model_or_network, "suggest_names", "model_or_network")
+    # Images, when given, need N >= 2: deeper names scale weights by a standard deviation over them.
+    x = None if x is None else check_inputs(x, network.input_dim, "suggest_names", unit_box=False, min_rows=2)
     fixed = model.card.neuron_names if model is not None else {}
     return Suggestions(_suggest(network, fixed, x, weighting))
 
@@ -378,7 +356,7 @@ def name_model(model: Model, overwrite: bool = False, x: Array | None = None, *,
     """
     if not isinstance(model, Model):
         raise ParameterError(f"name_model needs a polylens Model (names live in its card); got {type(model).__name__}.")
-    x = _check_x(model.network, x, "name_model")
+    x = None if x is None else check_inputs(x, model.network.input_dim, "name_model", unit_box=False, min_rows=2)
     fixed = {} if overwrite else dict(model.card.neuron_names)
     sug = _suggest(model.network, fixed, x, weighting)
     new = {s.key: s.name for s in sug if overwrite or s.key not in model.card.neuron_names}

@@ -11,7 +11,7 @@ For every hidden neuron (layer l, 1-based; neuron j, 0-based) :func:`neuron_repo
       maximise  z_l[j](x) - penalty * ||x - m||_1        minimise  z_l[j](x) + penalty * ||x - m||_1
 
   The LP relaxation of the network over the whole box (:mod:`polylens.lp`, with
-  ``u >= |x - m|`` added by :meth:`~polylens.lp.polytope.Polytope.extend` for the penalty) gives a
+  ``u >= |x - m|`` added by :meth:`~polylens.lp.polytope.Polytope.with_l1_distance` for the penalty) gives a
   **rigorous** bound on the optimum (``safe_bound``: an upper bound for the maximum, a lower bound
   for the minimum, from the dual, in floating point). Its optimal x is then refined on the real
   network by projected gradient ascent in the box, started from the LP point, the mean image,
@@ -42,112 +42,66 @@ True
 
 from __future__ import annotations
 
-import html
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse as sp
 
-from polylens.lenses.discover.naming import resolve
+from polylens.arrays import frozen
 from polylens.bounds import BoundMethod, compute_bounds
 from polylens.errors import ParameterError
 from polylens.lp.highs import LPSolver, Sense
 from polylens.lp.polytope import Role, build_polytope
 from polylens.lp.tighten import lp_tightened_bounds
+from polylens.nn.linearise import neuron_values_and_gradients
 from polylens.nn.model import Model
-from polylens.nn.network import Network
-from polylens.relax.envelopes import EnvelopeMode
-from polylens.validation import check_enum, check_float, check_int
+from polylens.nn.network import Network, NeuronId
+from polylens.nn.search import AdaptiveSteps, box_search
+from polylens.relax.envelopes import Envelope, Hull, check_envelope
+from polylens.validation import (check_bool, check_enum, check_float, check_inputs, check_int, check_labels,
+                                 check_network)
 
 Array = np.ndarray
 
-__all__ = ["Extremum", "NeuronProfile", "NeuronReport", "neuron_report", "neuron_values_and_gradients"]
+__all__ = ["Extremum", "NeuronProfile", "NeuronReport", "neuron_report"]
 
-#: First step of the refinement, as the largest move of any pixel; it grows by 1.5 after an accepted
-#: step (up to 1) and halves after a rejected one.
-_FIRST_STEP = 0.25
-
-
-def _ro(a) -> Array:
-    a = np.array(a, dtype=np.float64, copy=True)
-    a.setflags(write=False)
-    return a
-
-
-def _ro_int(a) -> Array:
-    a = np.array(a, dtype=np.int64, copy=True)
-    a.setflags(write=False)
-    return a
+#: The refinement's step schedule: the first step moves the largest pixel by 0.25; a step grows by 1.5
+#: after an accepted move (up to 1) and halves after a rejected one.
+REFINE_STEPS = AdaptiveSteps(first=0.25, grow=1.5, shrink=0.5, largest=1.0, smallest=1e-14)
 
 
 # ---------------------------------------------------------------------------------------------
-# Values and gradients of single neurons on the real network
+# The refinement on the real network
 
 
-def neuron_values_and_gradients(network: Network, X: Array, layer: Array, neuron: Array, *,
-                                pre: bool = False) -> tuple[Array, Array]:
-    """For each row r: the value of z_{layer[r]}[neuron[r]] (or the pre-activation a, if ``pre``)
-    at X[r] and its gradient with respect to the input, by exact backpropagation.
+@dataclass(frozen=True, eq=False)
+class _NeuronObjective:
+    """F(x) = sign * z(x) - penalty * ||x - mean||_1 per row, for the neuron (layer[r], neuron[r])."""
 
-    X (R, d); layer (R,) 1-based hidden layers; neuron (R,). Returns values (R,) and gradients (R, d).
-    """
-    X = np.atleast_2d(np.asarray(X, dtype=np.float64))
-    layer = np.asarray(layer, dtype=np.int64)
-    neuron = np.asarray(neuron, dtype=np.int64)
-    fp = network.forward(X)
-    R = len(X)
-    vals = np.empty(R)
-    grads = np.empty((R, network.input_dim))
-    for l in np.unique(layer):
-        rows = np.flatnonzero(layer == l)
-        a = fp.pre[l - 1][rows]
-        j = neuron[rows]
-        idx = np.arange(len(rows))
-        act = network.activations[l - 1]
-        if pre:
-            vals[rows] = a[idx, j]
-            g = np.zeros_like(a)
-            g[idx, j] = 1.0
-        else:
-            vals[rows] = fp.post[l - 1][rows][idx, j]
-            g = np.zeros_like(a)
-            g[idx, j] = act.derivative(a[idx, j])
-        for m in range(l, 1, -1):  # back through W_m, then the activation of layer m-1
-            g = g @ network.layers[m - 1].W
-            g = g * network.activations[m - 2].derivative(fp.pre[m - 2][rows])
-        grads[rows] = g @ network.layers[0].W
-    return vals, grads
+    network: Network
+    layer: Array
+    neuron: Array
+    sign: Array
+    mean: Array
+    penalty: float
+
+    def value_and_gradient(self, P: Array) -> tuple[Array, Array]:
+        v, g = neuron_values_and_gradients(self.network, P, self.layer, self.neuron)
+        F = self.sign * v - self.penalty * np.abs(P - self.mean).sum(axis=1)
+        G = self.sign[:, None] * g - self.penalty * np.sign(P - self.mean)
+        return F, G
+
+    def value(self, P: Array) -> Array:
+        return self.value_and_gradient(P)[0]
 
 
 def _refine(network: Network, starts: Array, layer: Array, neuron: Array, sign: Array, mean: Array,
             penalty: float, steps: int) -> tuple[Array, Array]:
-    """Projected gradient ascent of F(x) = sign * z(x) - penalty * ||x - mean||_1 over [0, 1]^d,
-    one row per start, with a per-row step that grows after success and halves after failure.
-    Returns the best point of each row and its F (never worse than the start)."""
-    X = np.clip(starts, 0.0, 1.0)
-
-    def F_and_G(P: Array) -> tuple[Array, Array]:
-        v, g = neuron_values_and_gradients(network, P, layer, neuron)
-        F = sign * v - penalty * np.abs(P - mean).sum(axis=1)
-        G = sign[:, None] * g - penalty * np.sign(P - mean)
-        return F, G
-
-    F, G = F_and_G(X)
-    step = np.full(len(X), _FIRST_STEP)
-    for _ in range(steps):
-        scale = np.abs(G).max(axis=1)
-        move = np.where(scale[:, None] > 0, G / np.where(scale > 0, scale, 1.0)[:, None], 0.0)
-        P = np.clip(X + step[:, None] * move, 0.0, 1.0)
-        FP, GP = F_and_G(P)
-        ok = FP > F
-        X = np.where(ok[:, None], P, X)
-        F = np.where(ok, FP, F)
-        G = np.where(ok[:, None], GP, G)
-        step = np.where(ok, np.minimum(step * 1.5, 1.0), step * 0.5)
-        if np.all(step < 1e-14):
-            break
-    return X, F
+    """Ascent of F(x) = sign * z(x) - penalty * ||x - mean||_1 over [0, 1]^d, one row per start, with
+    :data:`REFINE_STEPS`. Returns the best point of each row and its F (never worse than the start)."""
+    r = box_search(_NeuronObjective(network, layer, neuron, sign, mean, penalty), starts, 0.0, 1.0, steps=steps,
+                   schedule=REFINE_STEPS)
+    return r.x, r.value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,8 +189,12 @@ class NeuronProfile:
     class_n: Array
 
     @property
+    def neuron_id(self) -> NeuronId:
+        return NeuronId(self.layer, self.j)
+
+    @property
     def key(self) -> str:
-        return f"L{self.layer}.n{self.j}"
+        return str(self.neuron_id)
 
     def to_dict(self) -> dict:
         nan = lambda a: [None if not np.isfinite(v) else float(v) for v in a]
@@ -271,12 +229,14 @@ class NeuronReport:
     lp_solves: int
     seconds: dict = field(default_factory=dict)
 
-    def neuron(self, layer: int, j: int) -> NeuronProfile:
-        """The profile of neuron ``j`` (0-based) of hidden layer ``layer`` (1-based)."""
+    def neuron(self, layer: int | NeuronId, j: int | None = None) -> NeuronProfile:
+        """The profile of neuron ``j`` (0-based) of hidden layer ``layer`` (1-based), or of a NeuronId."""
+        want = layer if isinstance(layer, NeuronId) else NeuronId(layer, j)
         for p in self.neurons:
-            if p.layer == layer and p.j == j:
+            if p.neuron_id == want:
                 return p
-        raise ParameterError(f"The report has no neuron (layer {layer}, neuron {j}).")
+        raise ParameterError(f"The 'neuron' parameter of NeuronReport.neuron must be a neuron of the report. "
+                             f"Got {str(want)!r} instead.")
 
     def to_dict(self) -> dict:
         return {"neurons": [p.to_dict() for p in self.neurons], "mean_image": self.mean_image.tolist(),
@@ -285,47 +245,17 @@ class NeuronReport:
                 "n_images": self.n_images, "lp_solves": self.lp_solves, "seconds": dict(self.seconds)}
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{p.key}</td><td>{html.escape(p.name)}</td>"
-            f"<td>{p.maximiser.best_test_objective:+.4f}</td><td>{p.maximiser.objective:+.4f}</td>"
-            f"<td>{p.maximiser.safe_bound:+.4f}</td><td>{p.minimiser.best_test_objective:+.4f}</td>"
-            f"<td>{p.minimiser.objective:+.4f}</td><td>{p.minimiser.safe_bound:+.4f}</td>"
-            f"<td>{', '.join(str(i) for i in p.top_indices[:4])}</td></tr>" for p in self.neurons)
-        head = ("<tr><th>neuron</th><th>name</th><th>best test max</th><th>maximiser</th><th>LP upper bound</th>"
-                "<th>best test min</th><th>minimiser</th><th>LP lower bound</th><th>top images</th></tr>")
-        return (f"<p>neuron report: {self.n_images} images, penalty {self.penalty:g}, LP {self.mode} "
-                f"({self.cuts} cuts), bounds {self.bound_method}{' + LP-tightened' if self.tightened else ''}</p>"
-                f"<table><thead>{head}</thead><tbody>{rows}</tbody></table>")
+        from polylens.report.notebook import to_html
+
+        return to_html(self)
 
 
 # ---------------------------------------------------------------------------------------------
 # The analysis
 
 
-def _check_data(network: Network, x, y, images) -> tuple[Array, Array, Array | None]:
-    x = np.asarray(x, dtype=np.float64)
-    d = network.input_dim
-    if x.ndim != 2 or x.shape[1] != d or len(x) == 0:
-        raise ParameterError(f"The 'x' parameter of neuron_report must be an array of shape (N, {d}). "
-                             f"Got shape {x.shape} instead.")
-    if not np.all(np.isfinite(x)) or x.min() < 0.0 or x.max() > 1.0:
-        raise ParameterError("The 'x' parameter of neuron_report must hold images with every value in [0, 1] "
-                             "(the box the LP searches).")
-    y = np.asarray(y)
-    C = network.n_classes
-    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= C:
-        raise ParameterError(f"The 'y' parameter of neuron_report must hold one integer label in 0..{C - 1} per "
-                             f"image ({len(x)}). Got shape {y.shape}, dtype {y.dtype} instead.")
-    if images is not None:
-        images = np.asarray(images)
-        if len(images) != len(x):
-            raise ParameterError(f"The 'images' parameter of neuron_report must have one image per row of x "
-                                 f"({len(x)}). Got {len(images)} instead.")
-    return x, y.astype(np.int64), images
-
-
 def neuron_report(model_or_network: Model | Network, x: Array, y: Array, images: Array | None = None, *,
-                  penalty: float = 0.0, top: int = 8, mode: EnvelopeMode | str = "hull", cuts: int = 8,
+                  penalty: float = 0.0, top: int = 8, envelope: Envelope = Hull(),
                   bound_method: BoundMethod | str = "crown", tighten: bool = False, steps: int = 200,
                   bins: int = 20, restarts: int = 2, seed: int = 0, time_limit: float | None = None) -> NeuronReport:
     """Profile every hidden neuron (see the module docstring).
@@ -333,25 +263,29 @@ def neuron_report(model_or_network: Model | Network, x: Array, y: Array, images:
     x (N, d) images in [0, 1]; y (N,) labels; images (N, ...) optional originals for display
     (e.g. the 28x28 uint8 digits). ``penalty`` >= 0: weight of the L1 pull towards the mean of x.
     ``top``: how many most/least activating images, and how many best test images seed the
-    refinement. ``mode``/``cuts``: the LP envelope; ``bound_method``: pre-activation bounds over
+    refinement. ``envelope``: the LP's relaxation; ``bound_method``: pre-activation bounds over
     the box ('ibp', 'crown', 'alpha-crown'), tightened by per-neuron LPs if ``tighten``.
     ``steps``: refinement iterations; ``restarts``: extra uniformly random starts per neuron and
     sense (drawn with ``seed``). ``bins``: histogram bins. ``time_limit``: per LP solve (s).
     """
     t0 = time.perf_counter()
-    network, model = resolve(model_or_network)
-    x, y, images = _check_data(network, x, y, images)
+    network, model = check_network(model_or_network, "neuron_report", "model_or_network")
+    x = check_inputs(x, network.input_dim, "neuron_report", min_rows=1)
+    y = check_labels(y, len(x), network.n_classes, "neuron_report")
+    if images is not None:
+        images = np.asarray(images)
+        if len(images) != len(x):
+            raise ParameterError(f"The 'images' parameter of neuron_report must have one image per row of x "
+                                 f"({len(x)}). Got {len(images)} instead.")
     penalty = check_float(penalty, "penalty", "neuron_report", 0.0)
     top = check_int(top, "top", "neuron_report", 1, len(x))
-    cuts = check_int(cuts, "cuts", "neuron_report", 1)
+    envelope = check_envelope(envelope, "neuron_report")
     steps = check_int(steps, "steps", "neuron_report", 0)
     bins = check_int(bins, "bins", "neuron_report", 1)
     restarts = check_int(restarts, "restarts", "neuron_report", 0)
     rng = np.random.default_rng(check_int(seed, "seed", "neuron_report", 0))
-    mode = check_enum(mode, EnvelopeMode, "mode", "neuron_report")
     method = check_enum(bound_method, BoundMethod, "bound_method", "neuron_report")
-    if not isinstance(tighten, bool):
-        raise ParameterError(f"The 'tighten' parameter of neuron_report must be a bool. Got {tighten!r} instead.")
+    tighten = check_bool(tighten, "tighten", "neuron_report")
     if network.n_hidden_layers == 0:
         raise ParameterError("neuron_report needs a network with at least one hidden layer.")
     d, N, C = network.input_dim, len(x), network.n_classes
@@ -362,32 +296,25 @@ def neuron_report(model_or_network: Model | Network, x: Array, y: Array, images:
     b = compute_bounds(network, xl[None, :], xu[None, :], method)
     pre_bounds = [(lo[0].copy(), hi[0].copy()) for lo, hi in zip(b.lower, b.upper)]
     if tighten:
-        pre_bounds = lp_tightened_bounds(network, xl, xu, pre_bounds, mode=mode, cuts=cuts, time_limit=time_limit)
+        pre_bounds = lp_tightened_bounds(network, xl, xu, pre_bounds, envelope=envelope, time_limit=time_limit)
     t_bounds = time.perf_counter()
-    poly = build_polytope(network, xl, xu, pre_bounds, mode=mode, cuts=cuts)
-    n0 = poly.n_cols
-    u_cols = slice(n0, n0 + d)
+    poly = build_polytope(network, xl, xu, pre_bounds, envelope)
+    u = None
     if penalty > 0:
-        # u_i in [0, 1] with u_i - x_i >= -m_i and u_i + x_i >= m_i, i.e. u_i >= |x_i - m_i|: every real
-        # input x with u = |x - m| satisfies them, so the LP stays a relaxation of the penalised problem.
-        i = np.arange(d)
-        xcol = poly.inputs.start + i
-        r = np.concatenate([i, i, d + i, d + i])
-        c = np.concatenate([xcol, n0 + i, xcol, n0 + i])
-        v = np.concatenate([-np.ones(d), np.ones(d), np.ones(d), np.ones(d)])
-        rows = sp.coo_matrix((v, (r, c)), shape=(2 * d, n0 + d)).tocsr()
-        poly = poly.extend(col_lo=np.zeros(d), col_hi=np.ones(d), col_names=[f"u[{i}]" for i in range(d)],
-                           rows=rows, row_lo=np.concatenate([-mean, mean]), row_hi=np.full(2 * d, np.inf),
-                           row_names=[f"l1.neg[{i}]" for i in range(d)] + [f"l1.pos[{i}]" for i in range(d)])
+        # u >= |x - m| (Polytope.with_l1_distance): every real input x with u = |x - m| satisfies it, so
+        # the LP stays a relaxation of the penalised problem.
+        ext = poly.with_l1_distance(mean)
+        poly, u = ext.polytope, ext.cols
     solver = LPSolver(poly, time_limit=time_limit)
     units = [(l, j) for l, w in enumerate(network.hidden_widths, start=1) for j in range(w)]
     lp = {}  # (l, j, sense) -> (safe_bound, objective, x)
     for l, j in units:
+        post = poly.handle(Role.POST, l)
         for sense in (Sense.MAX, Sense.MIN):
-            c = poly.cost(Role.POST, np.eye(network.hidden_widths[l - 1])[j], layer=l)
-            if penalty > 0:
-                c[u_cols] = -penalty if sense is Sense.MAX else penalty
-            sol = solver.solve(c, sense)
+            terms = {post: np.eye(network.hidden_widths[l - 1])[j]}
+            if u is not None:
+                terms[u] = -penalty if sense is Sense.MAX else penalty
+            sol = solver.solve(poly.cost(terms), sense)
             lp[l, j, sense] = (sol.safe_bound, sol.objective, sol.x[poly.inputs].copy())
     t_lp = time.perf_counter()
 
@@ -431,7 +358,7 @@ def neuron_report(model_or_network: Model | Network, x: Array, y: Array, images:
             lp_val = float(neuron_values_and_gradients(network, lp_x[None], [l], [j])[0][0])
             F_test = sign * z - penalty * dist
             bt = int(np.argmax(F_test))
-            ext.append(Extremum(sense.value, _ro(xb), val, obj, float(safe), float(lp_obj), _ro(lp_x), lp_val,
+            ext.append(Extremum(sense.value, frozen(xb), val, obj, float(safe), float(lp_obj), frozen(lp_x), lp_val,
                                 lp_val - sign * penalty * float(np.abs(lp_x - mean).sum()), bt, float(z[bt]),
                                 float(sign * F_test[bt]), s_label[r]))
         order = np.argsort(-z, kind="stable")
@@ -454,14 +381,16 @@ def neuron_report(model_or_network: Model | Network, x: Array, y: Array, images:
         else:
             wmap = neuron_values_and_gradients(network, mean[None], [l], [j], pre=True)[1][0]
             kind = f"gradient of a{l}[{j}] at the mean input"
-        name = model.neuron_name(l, j) if model is not None else f"L{l}.n{j}"
+        name = model.neuron_name(l, j) if model is not None else str(NeuronId(l, j))
+        ints = lambda a: frozen(a, np.int64)
         profiles.append(NeuronProfile(
-            l, j, name, _ro(np.reshape(wmap, network.input_shape)), kind, float(network.layers[l - 1].b[j]),
+            l, j, name, frozen(np.reshape(wmap, network.input_shape)), kind, float(network.layers[l - 1].b[j]),
             (float(pre_bounds[l - 1][0][j]), float(pre_bounds[l - 1][1][j])), ext[0], ext[1],
-            _ro_int(top_i), _ro(z[top_i]), _ro_int(bot_i), _ro(z[bot_i]),
+            ints(top_i), frozen(z[top_i]), ints(bot_i), frozen(z[bot_i]),
             None if images is None else images[top_i].copy(), None if images is None else images[bot_i].copy(),
-            _ro(edges), _ro_int(counts), _ro(cmean), _ro(cstd), _ro_int(n_c)))
+            frozen(edges), ints(counts), frozen(cmean), frozen(cstd), ints(n_c)))
     t_end = time.perf_counter()
     seconds = {"bounds": t_bounds - t0, "lp": t_lp - t_bounds, "refine": t_refine - t_lp, "total": t_end - t0}
-    return NeuronReport(tuple(profiles), _ro(mean), tuple(network.input_shape), penalty, mode.value, cuts,
+    return NeuronReport(tuple(profiles), frozen(mean), tuple(network.input_shape), penalty, envelope.mode.value,
+                        envelope.cuts,
                         method.value, tighten, N, solver.n_solves, seconds)

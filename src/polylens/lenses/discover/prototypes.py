@@ -44,23 +44,40 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Sequence
 
 import numpy as np
 
-from polylens.lenses.discover.signatures import (_check_digits, _check_envelope, _check_inputs, _check_labels, _dataclass_dict,
-                                          _html_table, _margins, _network_of, _relax, _with_l1_columns,
-                                          _with_max_column)
-from polylens.errors import ParameterError, SolverError
-from polylens.lp import LPSolver, Sense
+from polylens.errors import ParameterError
+from polylens.jsonio import fields_dict
+from polylens.lenses.discover.toolkit import relax, with_fallback, with_max_column
+from polylens.lp import LPSolver, Role, Sense
+from polylens.nn.margins import margins
 from polylens.nn.network import Network
-from polylens.relax.envelopes import EnvelopeMode
+from polylens.relax.envelopes import Envelope, Hull, check_envelope
 from polylens.tolerances import PIXEL_CHANGE_TOL, REAL_MARGIN_GAIN
-from polylens.validation import check_float, check_int
+from polylens.validation import check_classes, check_float, check_inputs, check_int, check_labels, check_network
 
 Array = np.ndarray
 
-__all__ = ["PrototypeResult", "PrototypeSweepResult", "prototype_sweep", "prototypes"]
+__all__ = ["LPStatus", "PrototypeResult", "PrototypeSweepResult", "Source", "prototype_sweep", "prototypes"]
+
+
+class Source(StrEnum):
+    """Where a prototype came from (its text is the JSON value): the LP's input, a point of the line
+    search towards it, or the start image itself."""
+
+    LP = "lp"
+    LINE = "line"
+    START = "start"
+
+
+class LPStatus(StrEnum):
+    """Whether a prototype's LP was solved (with the envelope asked for or its fallback) or failed."""
+
+    OPTIMAL = "optimal"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,9 +92,9 @@ class PrototypeResult:
     ``start_logits`` / ``prototype_logits`` (D, C). LP figures (D,): ``lp_objective`` (solver value),
     ``lp_safe_bound`` (rigorous upper bound of max margin - lam * L1), ``lp_margin`` (logit_c - t at the
     optimum), ``margin_upper`` (rigorous upper bound of the real margin anywhere in the ball).
-    ``source`` (D,): "lp", "line" or "start"; ``alpha`` (D,): the step along x0 -> x_lp used (1, in
-    (0, 1), or 0); ``envelope`` (D,): "hull"/"pair" as built, the fallback "pair", or "" when it
-    failed; ``lp_status`` (D,): "optimal" or "failed".
+    ``source`` (D,): :class:`Source` LP, LINE or START; ``alpha`` (D,): the step along x0 -> x_lp used
+    (1, in (0, 1), or 0); ``envelope`` (D,): "hull"/"pair" as built, the fallback "pair", or "" when it
+    failed; ``lp_status`` (D,): :class:`LPStatus` OPTIMAL or FAILED.
     """
 
     digits: tuple[int, ...]
@@ -105,24 +122,20 @@ class PrototypeResult:
     lp_safe_bound: Array
     lp_margin: Array
     margin_upper: Array
-    source: tuple[str, ...]
+    source: tuple[Source, ...]
     alpha: Array
     envelope: tuple[str, ...]
-    lp_status: tuple[str, ...]
+    lp_status: tuple[LPStatus, ...]
     seconds: float
 
     def to_dict(self) -> dict:
         """JSON-ready data: arrays as nested lists, NaN as None."""
-        return _dataclass_dict(self)
+        return fields_dict(self)
 
     def _repr_html_(self) -> str:
-        rows = [[d, int(self.start_index[i]), float(self.start_margin[i]), float(self.prototype_margin[i]),
-                 self.source[i], int(self.n_changed[i]), float(self.l1[i]), float(self.lp_margin[i]),
-                 float(self.margin_upper[i])] for i, d in enumerate(self.digits)]
-        headers = ["digit", "start", "start margin", "prototype margin", "source", "changed px", "L1",
-                   "LP margin", "margin ≤"]
-        return _html_table(f"Prototypes: eps={self.eps:g}, lam={self.lam:g}, {self.mode}({self.cuts}); "
-                           f"{self.seconds:.1f} s", headers, rows)
+        from polylens.report.notebook import to_html
+
+        return to_html(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,16 +161,12 @@ class PrototypeSweepResult:
     seconds: float
 
     def to_dict(self) -> dict:
-        return _dataclass_dict(self)
+        return fields_dict(self)
 
     def _repr_html_(self) -> str:
-        rows = []
-        for a, e in enumerate(self.eps):
-            for b, lm in enumerate(self.lam):
-                rows.append([float(e), float(lm), float(np.mean(self.real_margin[a, b] - self.start_margin)),
-                             float(np.mean(self.n_changed[a, b])), int(np.sum(self.source[a, b] == "lp"))])
-        return _html_table(f"Prototype sweep over {len(self.digits)} digits; {self.seconds:.1f} s",
-                           ["eps", "lam", "mean margin gain", "mean changed px", "digits using the LP point"], rows)
+        from polylens.report.notebook import to_html
+
+        return to_html(self)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,7 +174,7 @@ class PrototypeSweepResult:
 
 def _start_images(net: Network, x: Array, y: Array, digits: tuple[int, ...], where: str) -> Array:
     """Row of x with the largest real margin among the images of each digit (first on ties)."""
-    margin, _ = _margins(net(x), y)
+    margin, _ = margins(net(x), y)
     out = []
     for d in digits:
         rows = np.flatnonzero(y == d)
@@ -178,7 +187,7 @@ def _start_images(net: Network, x: Array, y: Array, digits: tuple[int, ...], whe
 @dataclass(frozen=True)
 class _Solved:
     """LP outcomes for D start images and M prices: lp_x (M, D, d) (x0 where failed), objective,
-    safe, lp_margin (M, D); margin_upper (D,); envelope, status (D,)."""
+    safe, lp_margin (M, D); margin_upper (D,); envelope (D,) ("" where failed), status (D,)."""
 
     lp_x: Array
     objective: Array
@@ -186,14 +195,13 @@ class _Solved:
     lp_margin: Array
     margin_upper: Array
     envelope: tuple[str, ...]
-    status: tuple[str, ...]
+    status: tuple[LPStatus, ...]
 
 
-def _solve(net: Network, x0: Array, labels: Array, eps: float, lams: Sequence[float], mode: EnvelopeMode,
-           cuts: int) -> _Solved:
+def _solve(net: Network, x0: Array, labels: Array, eps: float, lams: Sequence[float], envelope: Envelope) -> _Solved:
     D, d = x0.shape
     M = len(lams)
-    rel = _relax(net, x0, eps, mode, cuts)
+    rel = relax(net, x0, eps, envelope)
     lp_x = np.repeat(x0[None], M, axis=0)
     obj = np.full((M, D), np.nan)
     safe = np.full((M, D), np.nan)
@@ -202,41 +210,34 @@ def _solve(net: Network, x0: Array, labels: Array, eps: float, lams: Sequence[fl
     env, status = [], []
     for i in range(D):
         c = int(labels[i])
-        tries = [(mode.value, lambda: rel.polys[i])]
-        if mode is EnvelopeMode.HULL:
-            tries.append(("pair", lambda: rel.pair_polytope(net, i)))
-        for kind, make in tries:
-            base = make()
-            poly = _with_l1_columns(_with_max_column(base, c), x0[i], rel.xl[i], rel.xu[i])
-            t = base.n_cols
-            u = slice(t + 1, t + 1 + d)
-            cost = np.zeros(poly.n_cols)
-            cost[poly.logits.start + c] = 1.0
-            cost[t] = -1.0
-            try:
-                solver = LPSolver(poly)
-                s0 = solver.solve(cost, Sense.MAX, basis=False)
-                sols = []
-                for lam in lams:
-                    cc = cost.copy()
-                    cc[u] = -lam
-                    sols.append(solver.solve(cc, Sense.MAX, basis=False))
-            except SolverError:
-                continue
+
+        def attempt(base):
+            ext_t = with_max_column(base, c)
+            ext_u = ext_t.polytope.with_l1_distance(x0[i])
+            poly, t, u = ext_u.polytope, ext_t.cols, ext_u.cols
+            logit = poly.handle(Role.LOGIT)
+            solver = LPSolver(poly)
+            s0 = solver.solve(poly.cost({logit: np.eye(net.n_classes)[c], t: -1.0}), Sense.MAX)
+            sols = [solver.solve(poly.cost({logit: np.eye(net.n_classes)[c], t: -1.0, u: -lam}), Sense.MAX)
+                    for lam in lams]
             if not (s0.optimal and all(s.optimal for s in sols)):
-                continue
-            mup[i] = s0.safe_bound
-            for j, s in enumerate(sols):
-                lp_x[j, i] = np.clip(s.x[poly.inputs], rel.xl[i], rel.xu[i])
-                obj[j, i] = s.objective
-                safe[j, i] = s.safe_bound
-                lpm[j, i] = s.x[poly.logits.start + c] - s.x[t]
-            env.append(kind)
-            status.append("optimal")
-            break
-        else:
+                return None
+            return poly, t, s0, sols
+
+        got, used = with_fallback(rel, i, attempt)
+        if got is None:
             env.append("")
-            status.append("failed")
+            status.append(LPStatus.FAILED)
+            continue
+        poly, t, s0, sols = got
+        mup[i] = s0.safe_bound
+        for j, s in enumerate(sols):
+            lp_x[j, i] = np.clip(s.x[poly.inputs], rel.xl[i], rel.xu[i])
+            obj[j, i] = s.objective
+            safe[j, i] = s.safe_bound
+            lpm[j, i] = s.x[poly.logits.start + c] - t.take(s.x)[0]
+        env.append(used.mode.value)
+        status.append(LPStatus.OPTIMAL)
     return _Solved(lp_x, obj, safe, lpm, mup, tuple(env), tuple(status))
 
 
@@ -248,67 +249,70 @@ def _choose(net: Network, x0: Array, lp_x: Array, labels: Array, steps: int):
     alphas = np.arange(steps + 1) / steps  # alphas[0] = 0 gives x0 exactly, alphas[-1] = 1 the LP point
     X = x0[:, None, :] + alphas[None, :, None] * (lp_x - x0)[:, None, :]
     X[:, -1] = lp_x
-    m, _ = _margins(net(X.reshape(-1, d)), np.repeat(labels, steps + 1))
+    m, _ = margins(net(X.reshape(-1, d)), np.repeat(labels, steps + 1))
     m = m.reshape(D, steps + 1)
     start, at_lp = m[:, 0], m[:, -1]
     j_best = steps - np.argmax(m[:, :0:-1], axis=1)  # best alpha > 0; the largest one among equal margins
     j = np.where(at_lp > start + REAL_MARGIN_GAIN, steps,
                  np.where(m[np.arange(D), j_best] > start + REAL_MARGIN_GAIN, j_best, 0))
-    source = ["lp" if k == steps else "line" if k > 0 else "start" for k in j]
+    source = [Source.LP if k == steps else Source.LINE if k > 0 else Source.START for k in j]
     proto = X[np.arange(D), j]
     return proto, alphas[j], source, np.stack([start, at_lp, m[np.arange(D), j]])
 
 
-def _check_common(network, x, y, digits, mode, cuts, steps, where):
-    net = _network_of(network, where)
-    x = _check_inputs(net, x, where)
-    y = _check_labels(net, y, len(x), where)
-    digits = _check_digits(net, digits, where) if digits is not None else tuple(sorted(set(y.tolist())))
+def _check_common(network, x, y, digits, envelope, steps, where):
+    net, _ = check_network(network, where)
+    x = check_inputs(x, net.input_dim, where)
+    y = check_labels(y, len(x), net.n_classes, where)
+    digits = check_classes(digits, net.n_classes, "digits", where) if digits is not None \
+        else tuple(sorted(set(y.tolist())))
     if not digits:
         raise ParameterError(f"{where} needs at least one image.")
-    mode, cuts = _check_envelope(mode, cuts, where)
+    envelope = check_envelope(envelope, where)
     steps = check_int(steps, "steps", where, 1, 10_000)
     if net.n_classes < 2:
         raise ParameterError(f"{where} needs a network with at least two classes.")
-    return net, x, y, digits, mode, cuts, steps
+    return net, x, y, digits, envelope, steps
 
 
 def prototypes(network: Any, x: Any, y: Any, *, eps: float = 0.1, lam: float = 0.01, digits: Sequence[int] | None = None,
-               mode: EnvelopeMode | str = EnvelopeMode.HULL, cuts: int = 8, steps: int = 16) -> PrototypeResult:
+               envelope: Envelope = Hull(), steps: int = 16) -> PrototypeResult:
     """Max-margin prototype of each digit near its best image (see the module docstring).
 
     ``network``: a Network or a Model; ``x`` (N, d) in [0, 1], ``y`` (N,) labels; ``digits``: the classes
     (default: every class present in y); ``eps`` the radius, ``lam`` >= 0 the L1 price, ``steps`` the
-    line-search resolution. Guarantee: ``prototype_margin >= start_margin`` for every digit.
+    line-search resolution; ``envelope`` the LP's relaxation. Guarantee: ``prototype_margin >= start_margin``
+    for every digit.
     """
     where = "prototypes"
     t0 = time.perf_counter()
-    net, x, y, digits, mode, cuts, steps = _check_common(network, x, y, digits, mode, cuts, steps, where)
+    net, x, y, digits, envelope, steps = _check_common(network, x, y, digits, envelope, steps, where)
     eps = check_float(eps, "eps", where, 0.0, 1.0)
     lam = check_float(lam, "lam", where, 0.0)
     idx = _start_images(net, x, y, digits, where)
     x0, labels = x[idx], np.array(digits, np.int64)
-    sol = _solve(net, x0, labels, eps, [lam], mode, cuts)
+    sol = _solve(net, x0, labels, eps, [lam], envelope)
     proto, alpha, source, mg = _choose(net, x0, sol.lp_x[0], labels, steps)
     delta = proto - x0
     changed = np.abs(delta) > PIXEL_CHANGE_TOL
-    failed = np.array([s != "optimal" for s in sol.status])
+    failed = np.array([s is not LPStatus.OPTIMAL for s in sol.status])
     lp_input = sol.lp_x[0].copy()
     lp_input[failed] = np.nan
     lg0, lg1 = net(x0), net(proto)
     return PrototypeResult(
-        digits=digits, eps=eps, lam=lam, mode=mode.value, cuts=cuts, input_shape=tuple(net.input_shape),
+        digits=digits, eps=eps, lam=lam, mode=envelope.mode.value, cuts=envelope.cuts,
+        input_shape=tuple(net.input_shape),
         start_index=idx, start=x0, prototype=proto, delta=delta, changed=changed, n_changed=changed.sum(axis=1),
         l1=np.abs(delta).sum(axis=1), lp_input=lp_input, start_margin=mg[0],
         lp_point_margin=np.where(failed, np.nan, mg[1]), prototype_margin=mg[2],
-        runner_up_before=_margins(lg0, labels)[1], runner_up_after=_margins(lg1, labels)[1], start_logits=lg0,
+        runner_up_before=margins(lg0, labels)[1], runner_up_after=margins(lg1, labels)[1], start_logits=lg0,
         prototype_logits=lg1, lp_objective=sol.objective[0], lp_safe_bound=sol.safe[0], lp_margin=sol.lp_margin[0],
         margin_upper=sol.margin_upper, source=tuple(source), alpha=alpha, envelope=sol.envelope,
         lp_status=sol.status, seconds=time.perf_counter() - t0)
 
 
 def prototype_sweep(network: Any, x: Any, y: Any, eps_list: Sequence[float], lam_list: Sequence[float], *,
-                    digits: Sequence[int] | None = None, mode: EnvelopeMode | str = EnvelopeMode.HULL, cuts: int = 8,
+                    digits: Sequence[int] | None = None, envelope: Envelope = Hull(),
                     steps: int = 16) -> PrototypeSweepResult:
     """Prototypes for every (eps, lam) of a grid: one polytope per (eps, digit), re-solved per lam.
 
@@ -316,7 +320,7 @@ def prototype_sweep(network: Any, x: Any, y: Any, eps_list: Sequence[float], lam
     """
     where = "prototype_sweep"
     t0 = time.perf_counter()
-    net, x, y, digits, mode, cuts, steps = _check_common(network, x, y, digits, mode, cuts, steps, where)
+    net, x, y, digits, envelope, steps = _check_common(network, x, y, digits, envelope, steps, where)
     eps_arr = np.array([check_float(e, "eps_list", where, 0.0, 1.0) for e in np.atleast_1d(eps_list)])
     lam_arr = np.array([check_float(v, "lam_list", where, 0.0) for v in np.atleast_1d(lam_list)])
     if eps_arr.size == 0 or lam_arr.size == 0:
@@ -333,7 +337,7 @@ def prototype_sweep(network: Any, x: Any, y: Any, eps_list: Sequence[float], lam
     source = np.empty((E, M, D), dtype="<U5")
     start_margin = None
     for a, e in enumerate(eps_arr):
-        sol = _solve(net, x0, labels, float(e), lam_arr.tolist(), mode, cuts)
+        sol = _solve(net, x0, labels, float(e), lam_arr.tolist(), envelope)
         mup[a] = sol.margin_upper
         for b in range(M):
             proto, _, src, mg = _choose(net, x0, sol.lp_x[b], labels, steps)

@@ -51,29 +51,28 @@ Example
 
 from __future__ import annotations
 
-import html
 import math
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
-from polylens.bounds import BoundMethod, compute_bounds, input_box
 from polylens.errors import ParameterError, SolverError
-from polylens.jsonio import jsonable
-from polylens.lp import LPSolver, Polytope, Role, Sense, Solution, tight_cols, tight_rows
-from polylens.lp.polytope import build_polytope, build_polytopes
-from polylens.nn.network import Network
-from polylens.relax.envelopes import MAX_CUTS, EnvelopeMode
+from polylens.jsonio import fields_dict
+from polylens.lenses.discover.toolkit import relax, with_max_column
+from polylens.lp import LPSolver, Role, Sense, Solution, tight_cols, tight_rows
+from polylens.nn.margins import margins
+from polylens.nn.network import neuron_ids
+from polylens.relax.envelopes import Envelope, Hull, check_envelope
 from polylens.tolerances import BINDING_DUAL_TOL, TIGHT_TOL
-from polylens.validation import check_enum, check_float, check_int
+from polylens.validation import (check_bool, check_classes, check_enum, check_float, check_inputs, check_int,
+                                 check_labels, check_network)
 
 Array = np.ndarray
 
-__all__ = ["Objective", "SignatureResult", "signatures"]
+__all__ = ["Objective", "SignatureResult", "nearest_mean", "signatures"]
 
 
 class Objective(str, Enum):
@@ -81,158 +80,6 @@ class Objective(str, Enum):
 
     LOGIT = "logit"
     MARGIN = "margin"
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers shared by the discovery analyses (signatures, prototypes, counterfactuals)
-
-
-def _network_of(obj: Any, where: str) -> Network:
-    """The Network of a Network or a Model (anything with a ``network`` attribute holding one)."""
-    if isinstance(obj, Network):
-        return obj
-    net = getattr(obj, "network", None)
-    if isinstance(net, Network):
-        return net
-    raise ParameterError(f"The 'network' parameter of {where} must be a Network or a Model. "
-                         f"Got {type(obj).__name__} instead.")
-
-
-def _check_inputs(network: Network, x: Any, where: str, name: str = "x") -> Array:
-    """x as a float64 (N, d) array of finite values in [0, 1]; a (d,) vector becomes N = 1."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != network.input_dim:
-        raise ParameterError(f"The '{name}' parameter of {where} must have shape (N, {network.input_dim}) "
-                             f"for this network. Got shape {x.shape} instead.")
-    if not np.all(np.isfinite(x)) or np.any((x < 0.0) | (x > 1.0)):
-        raise ParameterError(f"The '{name}' parameter of {where} must have every value in [0, 1]; some are "
-                             "outside or not finite.")
-    return x
-
-
-def _check_labels(network: Network, y: Any, n: int, where: str, name: str = "y") -> Array:
-    y = np.asarray(y)
-    if y.shape != (n,) or (y.size and not np.all(np.equal(np.mod(y, 1), 0))):
-        raise ParameterError(f"The '{name}' parameter of {where} must hold one integer label per image ({n}). "
-                             f"Got shape {y.shape} instead.")
-    y = y.astype(np.int64)
-    bad = (y < 0) | (y >= network.n_classes)
-    if bad.any():
-        raise ParameterError(f"The '{name}' parameter of {where} must hold labels in [0, {network.n_classes - 1}]. "
-                             f"Got {int(y[bad][0])} instead.")
-    return y
-
-
-def _check_class(network: Network, value: Any, name: str, where: str) -> int:
-    return check_int(value, name, where, 0, network.n_classes - 1)
-
-
-def _check_digits(network: Network, digits: Any, where: str) -> tuple[int, ...]:
-    """Validated digits in the order given (None: every class)."""
-    if digits is None:
-        return tuple(range(network.n_classes))
-    if isinstance(digits, (int, np.integer)):
-        digits = [digits]
-    out = tuple(_check_class(network, d, "digits", where) for d in digits)
-    if not out or len(set(out)) != len(out):
-        raise ParameterError(f"The 'digits' parameter of {where} must be a non-empty list of distinct classes. "
-                             f"Got {list(out)!r} instead.")
-    return out
-
-
-def _check_envelope(mode: Any, cuts: Any, where: str) -> tuple[EnvelopeMode, int]:
-    return check_enum(mode, EnvelopeMode, "mode", where), check_int(cuts, "cuts", where, 1, MAX_CUTS)
-
-
-@dataclass(frozen=True, eq=False)
-class _Relaxation:
-    """Boxes, sound pre-activation bounds (CROWN intersected with IBP) and one polytope per row."""
-
-    xl: Array
-    xu: Array
-    lower: tuple[Array, ...]
-    upper: tuple[Array, ...]
-    polys: list[Polytope]
-
-    def pair_polytope(self, network: Network, i: int) -> Polytope:
-        """Row i's polytope with the one-cut-per-side PAIR envelope: the fallback when HiGHS fails on
-        the HULL polytope (it can, spuriously, when a neuron's output range is ~1e-9 wide)."""
-        return build_polytope(network, self.xl[i], self.xu[i], [(lo[i], hi[i]) for lo, hi in zip(self.lower, self.upper)],
-                              mode=EnvelopeMode.PAIR)
-
-
-def _relax(network: Network, x: Array, eps: float, mode: EnvelopeMode, cuts: int) -> _Relaxation:
-    """Polytopes of the eps-balls (∩ [0, 1]) around the rows of x, built in one batched call."""
-    xl, xu = input_box(x, eps)
-    b = compute_bounds(network, xl, xu, BoundMethod.CROWN).intersect(compute_bounds(network, xl, xu, BoundMethod.IBP))
-    polys = build_polytopes(network, xl, xu, b.lower, b.upper, mode=mode, cuts=cuts) if len(x) else []
-    return _Relaxation(xl, xu, tuple(b.lower), tuple(b.upper), polys)
-
-
-def _with_max_column(poly: Polytope, label: int, name: str = "t") -> Polytope:
-    """``poly`` plus a column t with rows ``t - logit_k >= 0`` for every k != label, so that
-    ``logit_label - t`` is at most the worst-case margin ``logit_label - max_k logit_k`` and equals it
-    at a maximum. t's bounds, [max_k lo_k, max_k hi_k] over the logit column bounds, contain
-    ``max_k logit_k`` for every point of the polytope."""
-    C = poly.network.n_classes
-    others = np.array([k for k in range(C) if k != label])
-    lg = poly.logits
-    lo = float(np.max(poly.col_lo[lg][others]))
-    hi = float(np.max(poly.col_hi[lg][others]))
-    n = poly.n_cols
-    k = len(others)
-    r = np.repeat(np.arange(k), 2)
-    c = np.column_stack([np.full(k, n), lg.start + others]).ravel()
-    v = np.tile([1.0, -1.0], k)
-    rows = sp.csr_matrix((v, (r, c)), shape=(k, n + 1))
-    return poly.extend(col_lo=[lo], col_hi=[hi], col_names=[name], rows=rows, row_lo=np.zeros(k),
-                       row_hi=np.full(k, np.inf), row_names=[f"{name}>=logit[{j}]" for j in others])
-
-
-def _with_l1_columns(poly: Polytope, x0: Array, xl: Array, xu: Array) -> Polytope:
-    """``poly`` plus columns u (d,) with rows ``u_i - x_i >= -x0_i`` and ``u_i + x_i >= x0_i``, so that
-    ``sum(u) >= ||x - x0||_1`` with equality at any minimum of a cost with positive weight on u.
-    u's upper bounds, max(xu - x0, x0 - xl) rounded up, contain |x_i - x0_i| for every x in the box."""
-    x0 = np.asarray(x0, np.float64)
-    d = x0.shape[0]
-    n = poly.n_cols
-    px = poly.inputs
-    hi = np.nextafter(np.maximum(np.maximum(xu - x0, x0 - xl), 0.0), np.inf)
-    r = np.arange(2 * d)
-    ucol = n + np.tile(np.arange(d), 2)
-    xcol = px.start + np.tile(np.arange(d), 2)
-    sign = np.concatenate([-np.ones(d), np.ones(d)])
-    rows = sp.csr_matrix((np.concatenate([np.ones(2 * d), sign]), (np.concatenate([r, r]), np.concatenate([ucol, xcol]))),
-                         shape=(2 * d, n + d))
-    return poly.extend(col_lo=np.zeros(d), col_hi=hi, col_names=[f"u[{i}]" for i in range(d)], rows=rows,
-                       row_lo=np.concatenate([-x0, x0]), row_hi=np.full(2 * d, np.inf),
-                       row_names=[f"u[{i}]>=x-x0" for i in range(d)] + [f"u[{i}]>=x0-x" for i in range(d)])
-
-
-def _margins(logits: Array, labels: Array) -> tuple[Array, Array]:
-    """Real margins logit_y - max_{k != y} logit_k (N,) and the runner-up class (N,)."""
-    idx = np.arange(len(logits))
-    other = logits.copy()
-    other[idx, labels] = -np.inf
-    return logits[idx, labels] - other.max(axis=1), other.argmax(axis=1)
-
-
-def _dataclass_dict(obj: Any, skip: Sequence[str] = ()) -> dict:
-    return {f.name: jsonable(getattr(obj, f.name)) for f in fields(obj) if f.name not in skip}
-
-
-def _html_table(caption: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def cell(v):
-        if isinstance(v, (float, np.floating)):
-            return "–" if not math.isfinite(float(v)) else f"{float(v):.3g}"
-        return html.escape(str(v))
-
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in r) + "</tr>" for r in rows)
-    return (f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{body}</tbody></table>")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,29 +171,19 @@ class SignatureResult:
 
     def to_dict(self) -> dict:
         """JSON-ready data: arrays as nested lists, NaN as None, per-layer tuples as lists."""
-        return _dataclass_dict(self)
+        return fields_dict(self)
 
     def _repr_html_(self) -> str:
-        rows = []
-        for i, d in enumerate(self.digits):
-            ct = [f"{np.nanmean(c[i, :, 0]):.2f}/{np.nanmean(c[i, :, 1]):.2f}" if self.n_images[i] else "–"
-                  for c in self.cut_tight_freq]
-            rows.append([d, int(self.n_images[i]), int(self.n_failed[i]),
-                         float(np.nanmean(self.pixel_lower_freq[i])) if self.n_images[i] else math.nan,
-                         float(np.nanmean(self.pixel_upper_freq[i])) if self.n_images[i] else math.nan,
-                         *ct, float(self.distinct_per_digit[i])])
-        headers = ["digit", "images", "failed", "px at lower", "px at upper",
-                   *[f"L{l} cuts tight lo/hi" for l in range(1, len(self.layer_widths) + 1)], "distinct"]
-        cap = (f"Constraint signatures: {self.sense} {self.objective}, eps={self.eps:g}, {self.mode}({self.cuts}); "
-               f"nearest-mean accuracy {self.distinct_accuracy:.3f}; {self.seconds:.1f} s")
-        return _html_table(cap, headers, rows)
+        from polylens.report.notebook import to_html
+
+        return to_html(self)
 
 
 # ---------------------------------------------------------------------------------------------
 # The analysis
 
 
-def _nearest_mean(S: Array, labels: Array, digits: tuple[int, ...]) -> Array:
+def nearest_mean(S: Array, labels: Array, digits: tuple[int, ...]) -> Array:
     """Leave-one-out nearest-mean classification of the rows of S (N, F) among ``digits``.
 
     Returns the predicted digit per row, -1 where the row's digit has fewer than two rows."""
@@ -377,12 +214,13 @@ def _nearest_mean(S: Array, labels: Array, digits: tuple[int, ...]) -> Array:
 
 def signatures(network: Any, x: Any, y: Any, *, eps: float = 0.02, digits: Sequence[int] | None = None,
                objective: Objective | str = Objective.LOGIT, sense: Sense | str = Sense.MAX,
-               only_correct: bool = True, mode: EnvelopeMode | str = EnvelopeMode.HULL, cuts: int = 8,
-               max_per_digit: int | None = None, images: Any = None) -> SignatureResult:
+               only_correct: bool = True, envelope: Envelope = Hull(), max_per_digit: int | None = None,
+               images: Any = None) -> SignatureResult:
     """Constraint signatures of each digit over its images' eps-balls (see the module docstring).
 
     ``network``: a Network or a Model. ``x`` (N, d) in [0, 1] with labels ``y`` (N,). ``digits``: the
     classes to analyse (default all). ``only_correct``: only images the network classifies correctly.
+    ``envelope``: the LP's relaxation (``Hull(cuts)`` or ``Pair()``).
     ``max_per_digit``: the first that many images of each digit (in the order of x). ``images``:
     optional (N, H, W) originals aligned with x (e.g. ``split.images_test``), averaged per digit into
     ``mean_image`` for overlays (default: the inputs reshaped to the network's ``input_shape``).
@@ -390,18 +228,17 @@ def signatures(network: Any, x: Any, y: Any, *, eps: float = 0.02, digits: Seque
     """
     where = "signatures"
     t0 = time.perf_counter()
-    net = _network_of(network, where)
-    x = _check_inputs(net, x, where)
-    y = _check_labels(net, y, len(x), where)
+    net, _ = check_network(network, where)
+    x = check_inputs(x, net.input_dim, where)
+    y = check_labels(y, len(x), net.n_classes, where)
     eps = check_float(eps, "eps", where, 0.0, 1.0)
-    digits = _check_digits(net, digits, where)
+    digits = check_classes(digits, net.n_classes, "digits", where)
     objective = check_enum(objective, Objective, "objective", where)
     sense = check_enum(sense, Sense, "sense", where)
-    mode, cuts = _check_envelope(mode, cuts, where)
+    envelope = check_envelope(envelope, where)
     if objective is Objective.MARGIN and net.n_classes < 2:
         raise ParameterError(f"The margin objective of {where} needs a network with at least two classes.")
-    if not isinstance(only_correct, (bool, np.bool_)):
-        raise ParameterError(f"The 'only_correct' parameter of {where} must be a bool. Got {only_correct!r} instead.")
+    only_correct = check_bool(only_correct, "only_correct", where)
     if max_per_digit is not None:
         max_per_digit = check_int(max_per_digit, "max_per_digit", where, 1)
     if images is not None:
@@ -426,9 +263,9 @@ def signatures(network: Any, x: Any, y: Any, *, eps: float = 0.02, digits: Seque
     labels = y[sel]
     N, d = len(sel), net.input_dim
     widths = tuple(net.hidden_widths)
-    K = cuts if mode is EnvelopeMode.HULL else 1
+    K = envelope.cuts
 
-    rel = _relax(net, x[sel], eps, mode, cuts)
+    rel = relax(net, x[sel], eps, envelope)
     movable = (rel.xu - rel.xl) > 2.0 * TIGHT_TOL * (1.0 + np.maximum(np.abs(rel.xl), np.abs(rel.xu)))
 
     ok = np.zeros(N, bool)
@@ -448,23 +285,22 @@ def signatures(network: Any, x: Any, y: Any, *, eps: float = 0.02, digits: Seque
     for i in range(N):
         poly = rel.polys[i]
         dg = int(labels[i])
+        logit = poly.handle(Role.LOGIT)
         if objective is Objective.MARGIN and sense is Sense.MAX:
-            poly = _with_max_column(poly, dg)
+            ext = with_max_column(poly, dg)
+            poly, t = ext.polytope, ext.cols
         try:
             solver = LPSolver(poly)
             if objective is Objective.LOGIT:
-                sol = solver.solve(poly.cost(Role.LOGIT, np.eye(C)[dg]), sense, basis=False)
+                sol = solver.solve(poly.cost({logit: np.eye(C)[dg]}), sense)
             elif sense is Sense.MAX:
-                c = np.zeros(poly.n_cols)
-                c[poly.logits.start + dg] = 1.0
-                c[-1] = -1.0
-                sol = solver.solve(c, Sense.MAX, basis=False)
+                sol = solver.solve(poly.cost({logit: np.eye(C)[dg], t: -1.0}), Sense.MAX)
             else:
                 best: Solution | None = None
                 for k in range(C):
                     if k == dg:
                         continue
-                    s = solver.solve(poly.margin_cost(dg, k), Sense.MIN, basis=False)
+                    s = solver.solve(poly.margin_cost(dg, k), Sense.MIN)
                     if best is None or s.objective < best.objective:
                         best, competitor[i] = s, k
                 sol = best
@@ -503,7 +339,7 @@ def signatures(network: Any, x: Any, y: Any, *, eps: float = 0.02, digits: Seque
         if objective is Objective.LOGIT:
             real[ok] = lg[np.arange(len(lab)), lab]
         elif sense is Sense.MAX:
-            real[ok] = _margins(lg, lab)[0]
+            real[ok] = margins(lg, lab)[0]
         else:
             real[ok] = lg[np.arange(len(lab)), lab] - lg[np.arange(len(lab)), competitor[ok]]
 
@@ -524,9 +360,9 @@ def signatures(network: Any, x: Any, y: Any, *, eps: float = 0.02, digits: Seque
     ps = pixel_state[ok]
     pb = pixel_binding[ok]
     names = ([f"x[{j}].lower" for j in range(d)] + [f"x[{j}].upper" for j in range(d)]
-             + [f"L{l}.n{j}.{s}" for l, w in enumerate(widths, 1) for j in range(w) for s in ("lower", "upper")])
+             + [f"{n}.{s}" for n in neuron_ids(net) for s in ("lower", "upper")])
     S = np.concatenate([ps == -1, ps == 1] + [c[ok].reshape(int(ok.sum()), -1) for c in cut_tight], axis=1)
-    nm = _nearest_mean(S.astype(np.float64), lab_ok, digits)
+    nm = nearest_mean(S.astype(np.float64), lab_ok, digits)
     ev = nm >= 0
     conf = np.zeros((D, D), np.int64)
     lookup = np.full(net.n_classes, -1, np.int64)
@@ -540,8 +376,8 @@ def signatures(network: Any, x: Any, y: Any, *, eps: float = 0.02, digits: Seque
     mean_image = per_digit(src) if len(src) else np.full((D,) + img_shape, np.nan)
 
     return SignatureResult(
-        digits=digits, eps=eps, objective=objective.value, sense=sense.value, only_correct=bool(only_correct),
-        mode=mode.value, cuts=cuts, input_shape=tuple(net.input_shape), layer_widths=widths,
+        digits=digits, eps=eps, objective=objective.value, sense=sense.value, only_correct=only_correct,
+        mode=envelope.mode.value, cuts=envelope.cuts, input_shape=tuple(net.input_shape), layer_widths=widths,
         n_images=n_images, n_failed=n_failed, failed_index=failed, image_index=sel_ok, image_digit=lab_ok,
         pixel_state=ps, pixel_binding=pb, cut_tight=tuple(c[ok] for c in cut_tight),
         pre_state=tuple(p[ok] for p in pre_state), lp_input=lp_input[ok], lp_value=lp_value[ok],

@@ -16,7 +16,9 @@ gelu, gelu_tanh, silu, and identity), where f(a) = a * s(a), it is the gate s(a)
 tanh(a)/a (-> 1 at 0), and for sigmoid, which is not of the form a * s(a), it is
 (sigmoid(a) - 1/2) / a with the explicit offset ``o`` = 1/2 (up to rounding). ``o`` is computed
 as ``f(a) - g * a`` in float64, so ``g * a + o`` reproduces f(a) to rounding for every kind,
-whatever g is: the decomposition never relies on a property of the activation.
+whatever g is: the decomposition never relies on a property of the activation. Gates, offsets and
+the path weights below come from :mod:`polylens.nn.linearise` (``secant_gates``,
+``Linearisation.path_weights``).
 
 **Path-wise.** With the gates fixed, the network at this input is affine, and a logit is a sum
 over *paths* ``source -> n_1 -> ... -> n_{L-1} -> logit`` of products of weights and gates:
@@ -50,28 +52,25 @@ True
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from polylens.arrays import frozen
 from polylens.errors import ParameterError
-from polylens.nn.activations import Activation
+from polylens.lenses.discover.naming import suggest_names
+from polylens.nn.linearise import Linearisation, linearise
 from polylens.nn.model import Model
-from polylens.nn.network import Network
-from polylens.lenses.discover.naming import resolve, suggest_names
-from polylens.validation import check_int
+from polylens.nn.network import Network, NeuronId, neuron_ids
+from polylens.validation import check_input, check_inputs, check_int, check_labels, check_network
 
 Array = np.ndarray
 
-__all__ = ["FlowGraph", "Formula", "FormulaTerm", "PathContributions", "Trace", "digit_formulas", "gates",
+__all__ = ["FlowGraph", "Formula", "FormulaTerm", "Formulas", "PathContributions", "Trace", "digit_formulas",
            "trace", "STRONG_SHARE", "WEAK_SHARE"]
 
-#: Below this |a| the secant slope (f(a) - f(0)) / a loses digits to cancellation; f'(a/2) equals it
-#: to O(a^2 f''') (< 1e-12 here for every registered kind) and the offset absorbs the rest exactly.
-GATE_SMALL = 1e-6
 #: Formula strength classes, by |mean contribution| / the largest |mean contribution| of that digit:
 #: at least STRONG_SHARE is strong ("++" / "--"), at least WEAK_SHARE moderate ("+" / "-"), below
 #: it weak (kept in the terms, left out of the text).
@@ -81,69 +80,24 @@ WEAK_SHARE = 0.1
 MAX_PATHS = 5_000_000
 
 
-def gates(act: Activation, a: Array) -> tuple[Array, Array]:
-    """Secant gates and offsets of ``act`` at pre-activations ``a`` (any shape): ``f(a) = g*a + o``.
-
-    See the module docstring; ``o`` is zero up to rounding for every kind with f(0) = 0.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    fa = act(a)
-    f0 = float(act(np.zeros(1))[0])
-    small = np.abs(a) < GATE_SMALL
-    safe = np.where(small, 1.0, a)
-    g = np.where(small, act.derivative(a / 2.0), (fa - f0) / safe)
-    return g, fa - g * a
-
-
 # ---------------------------------------------------------------------------------------------
-# The batched core
+# The batched core: the linearisation of polylens.nn.linearise (gates and path weights)
 
 
-@dataclass(frozen=True)
-class _Lin:
-    """Linearisation of a network at N inputs for K target logits (internal)."""
-
-    pre: tuple[Array, ...]     # (N, n_l) per hidden layer
-    post: tuple[Array, ...]    # (N, n_l)
-    gate: tuple[Array, ...]    # (N, n_l)
-    offset: tuple[Array, ...]  # (N, n_l)
-    D: tuple[Array, ...]       # D[l] (N, K, n_l) for l = 0 (input, n_0 = d) .. L-1
-    logits: Array              # (N, C)
-
-
-def _linearise(network: Network, X: Array, targets: Array) -> _Lin:
-    fp = network.forward(X)
-    gs, os_ = zip(*(gates(act, a) for act, a in zip(network.activations, fp.pre))) if fp.pre else ((), ())
-    N = len(X)
-    WL = network.layers[-1].W[targets]                      # (K, n_{L-1})
-    D = [None] * network.n_hidden_layers + [None]
-    D[-1] = np.broadcast_to(WL, (N, *WL.shape)).copy()       # D_{L-1}
-    for l in range(network.n_hidden_layers, 0, -1):          # D_{l-1} = D_l diag(g_l) W_l
-        D[l - 1] = (D[l] * gs[l - 1][:, None, :]) @ network.layers[l - 1].W
-    return _Lin(fp.pre, fp.post, tuple(gs), tuple(os_), tuple(D), fp.logits)
+def _downstream(lin: Linearisation, targets: Array) -> tuple[Array, ...]:
+    """D_l (N, K, n_l) for l = 0 (the input) .. L-1: the summed path weights from every node of layer l
+    into the K target logits, through the secant gates at each of the N points."""
+    WL = lin.network.layers[-1].W[targets]                   # (K, n_{L-1}) = D_{L-1}
+    return lin.path_weights(np.broadcast_to(WL, (len(lin.x), *WL.shape)).copy())
 
 
 def _names(network: Network, model: Model | None) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(model.neuron_name(l, j) if model is not None else f"L{l}.n{j}" for j in range(w))
+    return tuple(tuple(model.neuron_name(l, j) if model is not None else str(NeuronId(l, j)) for j in range(w))
                  for l, w in enumerate(network.hidden_widths, start=1))
-
-
-def _as_input(network: Network, x: Array, where: str) -> Array:
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape != (network.input_dim,) or not np.all(np.isfinite(x)):
-        raise ParameterError(f"The 'x' parameter of {where} must be a finite array of shape ({network.input_dim},). "
-                             f"Got shape {x.shape} instead.")
-    return x
 
 
 # ---------------------------------------------------------------------------------------------
 # Flow graphs
-
-
-def _arr(a) -> Array:
-    a = np.array(a, dtype=np.float64, copy=True)
-    a.setflags(write=False)
-    return a
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,7 +147,7 @@ def _flow_graph(network: Network, names, target: int, x: Array, post: Sequence[A
     ids = [f"x[{i}]" for i in range(widths[0])]
     labels = list(ids)
     for l, w in enumerate(widths[1:], start=1):
-        ids += [f"L{l}.n{j}" for j in range(w)]
+        ids += [str(NeuronId(l, j)) for j in range(w)]
         labels += list(names[l - 1])
     ids.append(f"logit[{target}]")
     labels.append(f"logit[{target}]")
@@ -210,9 +164,9 @@ def _flow_graph(network: Network, names, target: int, x: Array, post: Sequence[A
         src.append(starts[l - 1] + ii.ravel())
         dst.append(starts[l] + jj.ravel())
         fl.append(E.ravel())
-    return FlowGraph(target, tuple(ids), tuple(labels), layer.astype(np.int64), index.astype(np.int64), _arr(value),
-                     _arr(flow), _arr(const), np.concatenate(src).astype(np.int64),
-                     np.concatenate(dst).astype(np.int64), _arr(np.concatenate(fl)))
+    return FlowGraph(target, tuple(ids), tuple(labels), layer.astype(np.int64), index.astype(np.int64), frozen(value),
+                     frozen(flow), frozen(const), np.concatenate(src).astype(np.int64),
+                     np.concatenate(dst).astype(np.int64), frozen(np.concatenate(fl)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,7 +298,7 @@ class Trace:
         H = self.n_hidden_layers
         wout = net.layers[-1].W[k]
         if H == 0:
-            return PathContributions(k, _arr(self.x * wout), (), float(self.bias[-1][k]))
+            return PathContributions(k, frozen(self.x * wout), (), float(self.bias[-1][k]))
 
         def to_logit(cur: Array, layer: int) -> Array:
             """cur (..., n_layer): gated values at hidden layer ``layer``; extend every path to logit k."""
@@ -353,9 +307,9 @@ class Trace:
             return cur * wout
 
         pixel = to_logit(self.x[:, None] * net.layers[0].W.T * self.gate[0], 1)   # (d, n_1, ..., n_H)
-        consts = tuple(_arr(to_logit(self.gate[l - 1] * self.bias[l - 1] + self.offset[l - 1], l))
+        consts = tuple(frozen(to_logit(self.gate[l - 1] * self.bias[l - 1] + self.offset[l - 1], l))
                        for l in range(1, H + 1))
-        return PathContributions(k, _arr(pixel), consts, float(self.bias[-1][k]))
+        return PathContributions(k, frozen(pixel), consts, float(self.bias[-1][k]))
 
     def flow(self, k: int | None = None) -> FlowGraph:
         """The flow-figure data for logit ``k`` (default ``target``)."""
@@ -386,17 +340,9 @@ class Trace:
         }
 
     def _repr_html_(self) -> str:
-        k = self.target
-        rows = []
-        for l in range(1, self.n_hidden_layers + 1):
-            for j, name in enumerate(self.names[l - 1]):
-                rows.append(f"<tr><td>L{l}.n{j}</td><td>{html.escape(name)}</td><td>{self.pre[l - 1][j]:+.4f}</td>"
-                            f"<td>{self.gate[l - 1][j]:.4f}</td><td>{self.post[l - 1][j]:+.4f}</td>"
-                            f"<td>{self.downstream[l][k, j]:+.4f}</td><td>{self.node_flow(l)[k, j]:+.4f}</td></tr>")
-        head = ("<tr><th>neuron</th><th>name</th><th>a</th><th>gate</th><th>z</th>"
-                f"<th>path weight to logit[{k}]</th><th>flow to logit[{k}]</th></tr>")
-        return (f"<p>trace: logit[{k}] = {self.logits[k]:+.4f} (prediction {int(np.argmax(self.logits))})</p>"
-                f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>")
+        from polylens.report.notebook import to_html
+
+        return to_html(self)
 
 
 def trace(model_or_network: Model | Network, x: Array, *, target: int | None = None) -> Trace:
@@ -405,19 +351,20 @@ def trace(model_or_network: Model | Network, x: Array, *, target: int | None = N
     ``target``: the logit the flow views default to (default: the predicted class). Names come from
     the model card (``L{l}.n{j}`` for a bare Network or an unnamed neuron).
     """
-    network, model = resolve(model_or_network)
-    x = _as_input(network, x, "trace")
+    network, model = check_network(model_or_network, "trace", "model_or_network")
+    x = check_input(x, network.input_dim, "trace", unit_box=False)
     C = network.n_classes
-    lin = _linearise(network, x[None, :], np.arange(C))
+    lin = linearise(network, x[None, :])
+    D = _downstream(lin, np.arange(C))
     zs = (x, *(p[0] for p in lin.post))
     direct = tuple(layer.W * z[None, :] for layer, z in zip(network.layers, zs))
     logits = lin.logits[0]
     tgt = int(np.argmax(logits)) if target is None else check_int(target, "target", "trace", 0, C - 1)
-    ro = lambda a: _arr(a)
+    ro = frozen
     return Trace(ro(x), tuple(ro(p[0]) for p in lin.pre), tuple(ro(p[0]) for p in lin.post),
-                 tuple(ro(g[0]) for g in lin.gate), tuple(ro(o[0]) for o in lin.offset), ro(logits),
+                 tuple(ro(g[0]) for g in lin.gates), tuple(ro(o[0]) for o in lin.offsets), ro(logits),
                  tuple(ro(d) for d in direct), tuple(ro(layer.b) for layer in network.layers),
-                 tuple(ro(D[0]) for D in lin.D), tgt, _names(network, model), network)
+                 tuple(ro(d[0]) for d in D), tgt, _names(network, model), network)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -497,16 +444,9 @@ class Formula:
                 "text": self.text, "explanation": self.explanation, "flow": self.flow.to_dict()}
 
     def _repr_html_(self) -> str:
-        return formulas_html([self])
+        from polylens.report.notebook import to_html
 
-
-def formulas_html(formulas: Sequence[Formula]) -> str:
-    """A small HTML table: one row per formula (digit, images, accuracy, formula, constant)."""
-    rows = "".join(f"<tr><td>{f.digit}</td><td>{f.n_images}</td><td>{f.accuracy:.3f}</td>"
-                   f"<td><code>{html.escape(f.text)}</code></td><td>{f.constant:+.3f}</td>"
-                   f"<td>{f.mean_logit:+.3f}</td></tr>" for f in formulas)
-    return ("<table><thead><tr><th>digit</th><th>images</th><th>accuracy</th><th>formula</th><th>constant</th>"
-            f"<th>mean logit</th></tr></thead><tbody>{rows}</tbody></table>")
+        return to_html(self)
 
 
 class Formulas(list):
@@ -516,7 +456,9 @@ class Formulas(list):
         return [f.to_dict() for f in self]
 
     def _repr_html_(self) -> str:
-        return formulas_html(self)
+        from polylens.report.notebook import to_html
+
+        return to_html(self)
 
 
 def _strength(share: float) -> str:
@@ -562,29 +504,26 @@ def digit_formulas(model_or_network: Model | Network, x: Array, y: Array, *, lay
     suggestions of :func:`polylens.lenses.discover.naming.suggest_names` (computed with ``x``; only for
     inputs laid out on a 2-D grid of at least 3x3), else the key ``L{l}.n{j}``.
     """
-    network, model = resolve(model_or_network)
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y)
-    if x.ndim != 2 or x.shape[1] != network.input_dim or not np.all(np.isfinite(x)):
-        raise ParameterError(f"The 'x' parameter of digit_formulas must be a finite array of shape (N, "
-                             f"{network.input_dim}). Got shape {x.shape} instead.")
-    C = network.n_classes
-    if y.shape != (len(x),) or len(y) == 0 or not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= C:
-        raise ParameterError(f"The 'y' parameter of digit_formulas must hold one integer label in 0..{C - 1} per "
-                             f"image ({len(x)}). Got shape {y.shape}, dtype {y.dtype} instead.")
+    where = "digit_formulas"
+    network, model = check_network(model_or_network, where, "model_or_network")
+    if np.ndim(x) != 2:
+        raise ParameterError(f"The 'x' parameter of {where} must be an array of shape (N, {network.input_dim}) "
+                             f"with N >= 1. Got shape {np.shape(x)} instead.")
+    x = check_inputs(x, network.input_dim, where, unit_box=False, min_rows=1)
+    y = check_labels(y, len(x), network.n_classes, where)
     H = network.n_hidden_layers
     if H == 0:
         raise ParameterError("digit_formulas needs a network with at least one hidden layer.")
     layer = check_int(layer, "layer", "digit_formulas", 1, H)
     given = dict(names or {})
     card = model.card.neuron_names if model is not None else {}
-    keys = [f"L{l}.n{j}" for l, w in enumerate(network.hidden_widths, start=1) for j in range(w)]
+    keys = [str(n) for n in neuron_ids(network)]
     sug: dict[str, str] = {}
     grid = network.input_shape
     if any(k not in given and k not in card for k in keys) and len(grid) == 2 and min(grid) >= 3:
         sug = suggest_names(model_or_network, x if len(x) >= 2 else None).as_names()
     final = {k: given.get(k, card.get(k, sug.get(k, k))) for k in keys}
-    all_names = tuple(tuple(final[f"L{l}.n{j}"] for j in range(w))
+    all_names = tuple(tuple(final[str(NeuronId(l, j))] for j in range(w))
                       for l, w in enumerate(network.hidden_widths, start=1))
 
     out = Formulas()
@@ -592,10 +531,10 @@ def digit_formulas(model_or_network: Model | Network, x: Array, y: Array, *, lay
         c = int(c)
         Xc = x[y == c]
         n = len(Xc)
-        lin = _linearise(network, Xc, np.array([c]))
-        Dc = [D[:, 0, :] for D in lin.D]                       # (n, n_l) for l = 0..H
+        lin = linearise(network, Xc)
+        Dc = [D[:, 0, :] for D in _downstream(lin, np.array([c]))]   # (n, n_l) for l = 0..H
         zs = (Xc, *lin.post)
-        consts = [Dc[l] * (lin.gate[l - 1] * network.layers[l - 1].b + lin.offset[l - 1]) for l in range(1, H + 1)]
+        consts = [Dc[l] * (lin.gates[l - 1] * network.layers[l - 1].b + lin.offsets[l - 1]) for l in range(1, H + 1)]
         flows = [(Dc[l] * zs[l]).mean(axis=0) for l in range(H + 1)]
         const_means = [cm.mean(axis=0) for cm in consts]
         contrib = flows[layer]
@@ -619,7 +558,7 @@ def digit_formulas(model_or_network: Model | Network, x: Array, y: Array, *, lay
         edges = []
         for l in range(1, H + 1):
             Wl = network.layers[l - 1].W
-            edges.append(Wl * np.einsum("nj,ni->ji", Dc[l] * lin.gate[l - 1], zs[l - 1]) / n)
+            edges.append(Wl * np.einsum("nj,ni->ji", Dc[l] * lin.gates[l - 1], zs[l - 1]) / n)
         edges.append((network.layers[-1].W[c] * zs[H].mean(axis=0))[None, :])
         graph = _flow_graph(network, all_names, c, Xc.mean(axis=0), [p.mean(axis=0) for p in lin.post], mean_logit,
                             flows, const_means, float(network.layers[-1].b[c]), edges)

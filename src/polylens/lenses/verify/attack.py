@@ -1,8 +1,9 @@
 """Attacks: search for inputs in an L-infinity ball that change the prediction.
 
 Projected gradient descent on the margin ``logit_y - max_{k != y} logit_k`` (the Carlini-Wagner
-margin loss), with gradients by exact backpropagation through the :class:`Network` in numpy,
-several restarts, and targeted runs towards every class. An attack only ever proposes: a candidate
+margin loss), with gradients by exact backpropagation through the :class:`Network`
+(:mod:`polylens.nn.linearise`), several restarts, and targeted runs towards every class; each run is
+one :func:`polylens.nn.search.box_search` with signed steps. An attack only ever proposes: a candidate
 counts as a counterexample once :func:`is_counterexample` confirms, with a real forward pass, that it
 lies in the region and is misclassified.
 """
@@ -13,30 +14,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from polylens.nn.margins import margins
 from polylens.nn.network import Network
+from polylens.nn.search import MarginObjective, SignedSteps, box_search, row_seeded_points
 
 Array = np.ndarray
 
+__all__ = ["AttackResult", "is_counterexample", "pgd_attack"]
 
-def input_gradient(network: Network, x: Array, dlogits: Array) -> Array:
-    """Gradient of ``sum(dlogits * logits(x))`` with respect to x, by backpropagation. x: (N, d)."""
-    fp = network.forward(x)
-    g = dlogits
-    for l in range(len(network.layers) - 1, 0, -1):
-        g = g @ network.layers[l].W
-        g = g * network.activations[l - 1].derivative(fp.pre[l - 1])
-    return g @ network.layers[0].W
+#: PGD's step schedule: a quarter of the box width at first, decaying linearly; the floor keeps the
+#: step of a zero-width coordinate positive (the clip then holds it in place).
+PGD_STEPS = SignedSteps(first=0.25, floor=1e-12)
 
 
 def is_counterexample(network: Network, x: Array, labels: Array, xl: Array, xu: Array) -> Array:
     """Boolean (N,): the row lies in [xl, xu] and some other class's logit is strictly larger than the label's."""
     x = np.atleast_2d(x)
     inside = np.all((x >= xl) & (x <= xu), axis=1)
-    logits = network(x)
-    lab = logits[np.arange(len(x)), labels]
-    other = logits.copy()
-    other[np.arange(len(x)), labels] = -np.inf
-    return inside & (other.max(axis=1) > lab)
+    return inside & (margins(network(x), labels)[0] < 0)
 
 
 @dataclass(frozen=True)
@@ -50,15 +45,6 @@ class AttackResult:
     x: Array
     margin: Array
     found: Array
-
-
-def _margin(network: Network, x: Array, labels: Array) -> tuple[Array, Array]:
-    logits = network(x)
-    idx = np.arange(len(x))
-    lab = logits[idx, labels]
-    other = logits.copy()
-    other[idx, labels] = -np.inf
-    return lab - other.max(axis=1), other.argmax(axis=1)
 
 
 def pgd_attack(network: Network, x: Array, labels: Array, xl: Array, xu: Array, *, steps: int = 30,
@@ -75,40 +61,24 @@ def pgd_attack(network: Network, x: Array, labels: Array, xl: Array, xu: Array, 
     xl, xu = np.atleast_2d(xl), np.atleast_2d(xu)
     N = len(x)
     row_ids = np.arange(N) if row_ids is None else np.asarray(row_ids, dtype=np.int64)
-    idx = np.arange(N)
     best_x = x.copy()
-    best_m, _ = _margin(network, x, labels)
-    step = np.maximum(xu - xl, 0) / 4.0  # generous first steps, shrinking below
+    best_v = -margins(network(x), labels)[0]  # the search maximises minus the margin
 
-    def run(start: Array, target: Array | None):
-        nonlocal best_x, best_m
-        z = start.copy()
-        for t in range(steps):
-            m, comp = _margin(network, z, labels)
-            better = m < best_m
-            best_x = np.where(better[:, None], z, best_x)
-            best_m = np.where(better, m, best_m)
-            k = comp if target is None else target
-            d = np.zeros((N, network.n_classes))
-            d[idx, k] += 1.0
-            d[idx, labels] -= 1.0
-            g = input_gradient(network, z, d)
-            size = step * (1.0 - t / steps) + 1e-12
-            z = np.clip(z + size * np.sign(g), xl, xu)
-        m, _ = _margin(network, z, labels)
-        better = m < best_m
-        best_x = np.where(better[:, None], z, best_x)
-        best_m = np.where(better, m, best_m)
+    def run(start: Array, rivals: Array | None):
+        nonlocal best_x, best_v
+        r = box_search(MarginObjective(network, labels, sign=-1.0, rivals=rivals), start, xl, xu, steps=steps,
+                       schedule=PGD_STEPS)
+        better = r.value > best_v
+        best_x = np.where(better[:, None], r.x, best_x)
+        best_v = np.where(better, r.value, best_v)
 
     run(x, None)
     for r in range(max(0, restarts - 1)):
-        u = np.stack([np.random.default_rng([seed, int(i), r]).random(x.shape[1]) for i in row_ids]) if N else x
-        run(xl + u * (xu - xl), None)
+        run(row_seeded_points(xl, xu, seed, row_ids, r), None)
     if targeted:
         for k in range(network.n_classes):
-            tgt = np.full(N, k)
             mask = labels != k
             if mask.any():
-                run(x, np.where(mask, tgt, (labels + 1) % network.n_classes))
+                run(x, np.where(mask, k, (labels + 1) % network.n_classes))
     found = is_counterexample(network, best_x, labels, xl, xu)
-    return AttackResult(best_x, best_m, found)
+    return AttackResult(best_x, -best_v, found)

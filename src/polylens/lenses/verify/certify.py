@@ -17,22 +17,25 @@ The function is batched over images and returns one :class:`Certificate` per ima
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import InitVar, dataclass, field
+from enum import Enum, StrEnum
 
 import numpy as np
 
-from polylens.lenses.verify.attack import is_counterexample, pgd_attack
-from polylens.bounds import BoundMethod, compute_bounds, input_box, margin_lower_bound, spec_lower_bound
+from polylens.bounds import BoundMethod, compute_bounds, crown_ibp_bounds, input_box, margin_lower_bound, spec_lower_bound
 from polylens.errors import ParameterError, SolverError
+from polylens.lenses.verify.attack import is_counterexample, pgd_attack
 from polylens.lp import LPSolver, Sense
 from polylens.lp.polytope import Polytope, build_polytopes
 from polylens.nn.network import Network
-from polylens.relax.envelopes import EnvelopeMode
+from polylens.relax.envelopes import Envelope, EnvelopeMode, Hull, check_envelope
 from polylens.tolerances import VERIFY_MARGIN
-from polylens.validation import check_enum, check_float, check_int
+from polylens.validation import check_bool, check_float, check_inputs, check_int, check_labels
 
 Array = np.ndarray
+
+__all__ = ["CertifyOptions", "Certificate", "DecidedBy", "Status", "VerifiedBy", "certify", "lp_classifier",
+           "lp_margin_bounds"]
 
 
 class Status(str, Enum):
@@ -41,36 +44,82 @@ class Status(str, Enum):
     UNKNOWN = "unknown"
 
 
+class DecidedBy(StrEnum):
+    """The stage that settled a verdict (its text is the JSON value): the image itself misclassified
+    (``clean``), a PGD point (``attack``), interval bounds (``ibp``), backward linear bounds
+    (``crown``), optimised slopes (``alpha-crown``), the LP's safe bound (``lp``), an LP optimum's
+    input (``lp-point``), or, in a sweep, a counterexample found at a smaller radius (``inherited``,
+    rendered ``"eps <radius>"``)."""
+
+    CLEAN = "clean"
+    ATTACK = "attack"
+    IBP = "ibp"
+    CROWN = "crown"
+    ALPHA_CROWN = "alpha-crown"
+    LP = "lp"
+    LP_POINT = "lp-point"
+    INHERITED = "inherited"
+
+
+@dataclass(frozen=True)
+class VerifiedBy:
+    """The cumulative ladder: verified by interval bounds, by backward linear bounds (or a cheaper
+    stage), by the LP (or a cheaper stage)."""
+
+    ibp: bool = False
+    crown: bool = False
+    lp: bool = False
+
+    def to_dict(self) -> dict[str, bool]:
+        return {"ibp": self.ibp, "crown": self.crown, "lp": self.lp}
+
+
 @dataclass(frozen=True)
 class CertifyOptions:
-    """How hard to try. ``mode``/``cuts``: the envelope of the LP; ``use_lp``: run LPs where bound
-    propagation fails; ``alpha``: also try CROWN with optimised slopes before LPs; ``attack_steps``:
-    PGD steps per run; ``time_limit``: seconds per LP solve (None: no limit)."""
+    """How hard to try. ``envelope``: the LP's relaxation (``Hull(cuts)`` or ``Pair()``); ``use_lp``:
+    run LPs where bound propagation fails; ``alpha``: also try CROWN with optimised slopes before LPs;
+    ``attack_steps``: PGD steps per run; ``time_limit``: seconds per LP solve (None: no limit).
 
-    mode: EnvelopeMode = EnvelopeMode.HULL
-    cuts: int = 8
+    ``mode``/``cuts`` are the older spelling of ``envelope`` (``CertifyOptions(mode="pair")``),
+    converted by :meth:`~polylens.relax.envelopes.Envelope.from_mode`."""
+
+    envelope: Envelope = Hull()
     use_lp: bool = True
     alpha: bool = False
     attack_steps: int = 30
     time_limit: float | None = None
+    mode: InitVar[EnvelopeMode | str | None] = None
+    cuts: InitVar[int | None] = None
 
-    def __post_init__(self):
-        object.__setattr__(self, "mode", check_enum(self.mode, EnvelopeMode, "mode", "certify"))
-        check_int(self.cuts, "cuts", "certify", 1, 64)
-        check_int(self.attack_steps, "attack_steps", "certify", 0, 10_000)
+    def __post_init__(self, mode, cuts):
+        where = "certify"
+        if mode is not None or cuts is not None:
+            if self.envelope != Hull():
+                raise ParameterError("The 'envelope' parameter of certify was given with 'mode'/'cuts'; give one "
+                                     "spelling. Got both instead.")
+            object.__setattr__(self, "envelope", Envelope.from_mode(EnvelopeMode.HULL if mode is None else mode,
+                                                                    8 if cuts is None else cuts, where))
+        object.__setattr__(self, "envelope", check_envelope(self.envelope, where))
+        check_bool(self.use_lp, "use_lp", where)
+        check_bool(self.alpha, "alpha", where)
+        check_int(self.attack_steps, "attack_steps", where, 0, 10_000)
         if self.time_limit is not None:
-            check_float(self.time_limit, "time_limit", "certify", 0.0, None, lo_open=True)
+            check_float(self.time_limit, "time_limit", where, 0.0, None, lo_open=True)
+
+    def settings(self) -> dict:
+        """The options as JSON types, as the results store records them (``mode``, ``cuts``, ...)."""
+        return {**self.envelope.to_dict(), "use_lp": self.use_lp, "alpha": self.alpha,
+                "attack_steps": self.attack_steps, "time_limit": self.time_limit}
 
 
 @dataclass(frozen=True, eq=False)
 class Certificate:
     """The verdict for one (image, eps).
 
-    ``verified_by``: the cumulative ladder, one flag per stage (``ibp``, ``crown``, ``lp``): the image
-    is verified by that stage or a cheaper one. ``margin_lower`` (n_classes,): the best rigorous lower
-    bound found for logit_y - logit_k (+inf in column y). ``counterexample`` (d,) on falsified rows.
-    ``decided_by`` names the stage that settled it (``clean``, ``attack``, ``ibp``, ``crown``,
-    ``alpha-crown``, ``lp``, ``lp-point``), or None for unknown.
+    ``verified_by``: the cumulative ladder (:class:`VerifiedBy`): the image is verified by that stage
+    or a cheaper one. ``margin_lower`` (n_classes,): the best rigorous lower bound found for
+    logit_y - logit_k (+inf in column y). ``counterexample`` (d,) on falsified rows. ``decided_by``:
+    the :class:`DecidedBy` stage that settled it, or None for unknown.
     """
 
     index: int
@@ -78,15 +127,16 @@ class Certificate:
     label: int
     prediction: int
     status: Status
-    decided_by: str | None
-    verified_by: dict[str, bool]
+    decided_by: DecidedBy | None
+    verified_by: VerifiedBy
     margin_lower: Array
     counterexample: Array | None = field(default=None)
     lp_solves: int = 0
 
     def to_dict(self) -> dict:
         d = {"index": self.index, "eps": self.eps, "label": self.label, "prediction": self.prediction,
-             "status": self.status.value, "decided_by": self.decided_by, "verified_by": dict(self.verified_by),
+             "status": self.status.value, "decided_by": None if self.decided_by is None else self.decided_by.value,
+             "verified_by": self.verified_by.to_dict(),
              "margin_lower": [None if not np.isfinite(v) else float(v) for v in self.margin_lower],
              "lp_solves": self.lp_solves}
         if self.counterexample is not None:
@@ -114,7 +164,7 @@ def lp_margin_bounds(poly: Polytope, xl: Array, xu: Array, label: int, classes, 
     cex = None
     for k in classes:
         try:
-            sol = solver.solve(poly.margin_cost(label, int(k)), Sense.MIN, basis=False)
+            sol = solver.solve(poly.margin_cost(label, int(k)), Sense.MIN)
         except SolverError:
             out[k] = -np.inf
             continue
@@ -131,19 +181,14 @@ def lp_margin_bounds(poly: Polytope, xl: Array, xu: Array, label: int, classes, 
 def certify(network: Network, x: Array, labels: Array, eps: float, *, indices: Array | None = None,
             options: CertifyOptions = CertifyOptions(), seed: int = 0) -> list[Certificate]:
     """Certify each row of x (N, d) with its label at radius ``eps``; see the module docstring."""
-    eps = check_float(eps, "eps", "certify", 0.0, 1.0)
-    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    labels = np.asarray(labels, dtype=np.int64).ravel()
+    where = "certify"
+    eps = check_float(eps, "eps", where, 0.0, 1.0)
+    x = check_inputs(x, network.input_dim, where)
     N = len(x)
-    if x.shape[1] != network.input_dim:
-        raise ParameterError(f"The network takes inputs of width {network.input_dim}; got width {x.shape[1]}.")
-    if labels.shape != (N,):
-        raise ParameterError(f"Need one label per image: {N} images, {labels.shape[0]} labels.")
-    if np.any((labels < 0) | (labels >= network.n_classes)):
-        bad = labels[(labels < 0) | (labels >= network.n_classes)][0]
-        raise ParameterError(f"The 'label' parameter of certify must be an int in [0, {network.n_classes - 1}]. Got {int(bad)} instead.")
-    if np.any((x < 0) | (x > 1)) or not np.all(np.isfinite(x)):
-        raise ParameterError("The images must have every value in [0, 1]; some are outside.")
+    labels = check_labels(np.ravel(labels), N, network.n_classes, where, "labels")
+    if not isinstance(options, CertifyOptions):
+        raise ParameterError(f"The 'options' parameter of certify must be a CertifyOptions. "
+                             f"Got {type(options).__name__} instead.")
     indices = np.arange(N) if indices is None else np.asarray(indices)
     if N == 0:
         return []
@@ -157,7 +202,7 @@ def certify(network: Network, x: Array, labels: Array, eps: float, *, indices: A
     best = m_ibp.copy()
     ok_ibp = _all_positive(best, labels) & (pred == labels)
     # Stage 2: backward linear bounds.
-    crown_b = compute_bounds(network, xl, xu, BoundMethod.CROWN).intersect(ibp_b)
+    crown_b = crown_ibp_bounds(network, xl, xu, ibp_bounds=ibp_b)
     m_crown = margin_lower_bound(network, xl, xu, labels, BoundMethod.CROWN, bounds=crown_b)
     best = np.maximum(best, m_crown)
     ok_crown = ok_ibp | (_all_positive(best, labels) & (pred == labels))
@@ -175,18 +220,18 @@ def certify(network: Network, x: Array, labels: Array, eps: float, *, indices: A
     decided = np.array([None] * N, dtype=object)
     wrong = pred != labels
     cex[wrong] = x[wrong]
-    decided[wrong] = "clean"
+    decided[wrong] = DecidedBy.CLEAN
     open_ = ~ok_alpha & ~wrong
     if options.attack_steps > 0 and open_.any() and eps > 0:
         att = pgd_attack(network, x[open_], labels[open_], xl[open_], xu[open_], steps=options.attack_steps, seed=seed,
                          row_ids=indices[open_])
         rows = np.flatnonzero(open_)[att.found]
         cex[rows] = att.x[att.found]
-        decided[rows] = "attack"
+        decided[rows] = DecidedBy.ATTACK
     falsified = decided != None  # noqa: E711 (object array)
-    decided[ok_ibp] = "ibp"
-    decided[ok_crown & ~ok_ibp] = "crown"
-    decided[ok_alpha & ~ok_crown] = "alpha-crown"
+    decided[ok_ibp] = DecidedBy.IBP
+    decided[ok_crown & ~ok_ibp] = DecidedBy.CROWN
+    decided[ok_alpha & ~ok_crown] = DecidedBy.ALPHA_CROWN
 
     # Stage 4: LPs for what is still open.
     ok_lp = ok_alpha.copy()
@@ -194,7 +239,7 @@ def certify(network: Network, x: Array, labels: Array, eps: float, *, indices: A
     if options.use_lp:
         todo = np.flatnonzero(~ok_alpha & ~falsified)
         polys = build_polytopes(network, xl[todo], xu[todo], [b[todo] for b in crown_b.lower],
-                                [b[todo] for b in crown_b.upper], mode=options.mode, cuts=options.cuts)
+                                [b[todo] for b in crown_b.upper], options.envelope)
         for i, poly in zip(todo, polys):
             open_k = [k for k in range(network.n_classes) if k != labels[i] and best[i, k] <= VERIFY_MARGIN]
             b, c, s = lp_margin_bounds(poly, xl[i], xu[i], int(labels[i]), open_k, time_limit=options.time_limit)
@@ -203,11 +248,11 @@ def certify(network: Network, x: Array, labels: Array, eps: float, *, indices: A
             best[i, fin] = np.maximum(best[i, fin], b[fin])
             if c is not None:
                 cex[i] = c
-                decided[i] = "lp-point"
+                decided[i] = DecidedBy.LP_POINT
                 falsified[i] = True
             elif np.all(np.delete(best[i], labels[i]) > VERIFY_MARGIN):
                 ok_lp[i] = True
-                decided[i] = "lp"
+                decided[i] = DecidedBy.LP
 
     out = []
     for i in range(N):
@@ -220,13 +265,13 @@ def certify(network: Network, x: Array, labels: Array, eps: float, *, indices: A
         out.append(Certificate(
             index=int(indices[i]), eps=float(eps), label=int(labels[i]), prediction=int(pred[i]), status=status,
             decided_by=decided[i] if status is not Status.UNKNOWN else None,
-            verified_by={"ibp": bool(ok_ibp[i]), "crown": bool(ok_crown[i]), "lp": bool(ok_lp[i])},
+            verified_by=VerifiedBy(bool(ok_ibp[i]), bool(ok_crown[i]), bool(ok_lp[i])),
             margin_lower=best[i].copy(), counterexample=cex[i].copy() if status is Status.FALSIFIED else None,
             lp_solves=int(solves[i])))
     return out
 
 
-def lp_classifier(network: Network, x: Array, eps: float, *, mode: EnvelopeMode = EnvelopeMode.HULL, cuts: int = 8,
+def lp_classifier(network: Network, x: Array, eps: float, *, envelope: Envelope = Hull(),
                   time_limit: float | None = None) -> tuple[Array, Array]:
     """The "LP classifier": for each row of x, the class whose worst-case margin over the polytope is largest.
 
@@ -236,11 +281,13 @@ def lp_classifier(network: Network, x: Array, eps: float, *, mode: EnvelopeMode 
     reaches the best lower bound are solved, most promising first, each stopping as soon as it falls
     below the best found. Returns (predicted class (N,), best worst-case margin (N,)).
     """
-    eps = check_float(eps, "eps", "lp_classifier", 0.0, 1.0)
-    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    where = "lp_classifier"
+    eps = check_float(eps, "eps", where, 0.0, 1.0)
+    x = check_inputs(x, network.input_dim, where)
+    envelope = check_envelope(envelope, where)
     N, C = len(x), network.n_classes
     xl, xu = input_box(x, eps)
-    bounds = compute_bounds(network, xl, xu, BoundMethod.CROWN).intersect(compute_bounds(network, xl, xu, BoundMethod.IBP))
+    bounds = crown_ibp_bounds(network, xl, xu)
     # Every pair (c, k) at once: spec rows e_c - e_k, (N, C*C, C).
     E = np.eye(C)
     spec = np.broadcast_to((E[:, None, :] - E[None, :, :]).reshape(C * C, C), (N, C * C, C))
@@ -260,7 +307,7 @@ def lp_classifier(network: Network, x: Array, eps: float, *, mode: EnvelopeMode 
     need = np.array([not (len(cs) <= 1 and (not cs or cs[0] == pred[i])) for i, cs in enumerate(cand_lists)], bool)
     todo = np.flatnonzero(need)
     polys = build_polytopes(network, xl[todo], xu[todo], [b[todo] for b in bounds.lower],
-                            [b[todo] for b in bounds.upper], mode=mode, cuts=cuts)
+                            [b[todo] for b in bounds.upper], envelope)
     for i, poly in zip(todo, polys):
         cands = cand_lists[i]
         solver = LPSolver(poly, time_limit=time_limit)
@@ -276,7 +323,7 @@ def lp_classifier(network: Network, x: Array, eps: float, *, mode: EnvelopeMode 
                 if ub[i, c] < best[i]:
                     break
                 try:
-                    sol = solver.solve(poly.margin_cost(int(c), int(k)), Sense.MIN, basis=False)
+                    sol = solver.solve(poly.margin_cost(int(c), int(k)), Sense.MIN)
                 except SolverError:
                     w = -np.inf
                     break
