@@ -282,7 +282,7 @@ def test_cli_signatures_and_prototypes_json(tmp_path):
     assert code == 0, err
     d = json.loads(out)
     assert len(d["pixel_upper_freq"]) == 10 and len(d["pixel_upper_freq"][0]) == 49
-    assert_self_contained(Path(d["report"]).read_text(), ids=("signatures",))
+    assert_self_contained(Path(d["page"]).read_text(), ids=("signatures",))
     code, out, err = run_cli("prototypes", "seed", "--n", "300", "--eps", "0.05", "--json")
     assert code == 0, err
     d = json.loads(out)

@@ -5,8 +5,8 @@ options become flags (``per_digit`` -> ``--per-digit``, booleans ``--lp/--no-lp`
 comma-separated text); ``--data`` reads labelled inputs from an ``.npz`` (default: the model's test
 split) and ``--n`` keeps the first N; ``--out DIR`` writes the lens's report section as a one-section
 HTML page with its figures, CSV tables and JSON (and is the lens's working directory, e.g. the
-resumable sweep store of ``verify``); ``--json`` prints the result's ``to_dict()`` (with ``report``,
-the page's path, when ``--out`` is given). Progress goes to stderr.
+resumable sweep store of ``verify``); ``--json`` prints the result's ``to_dict()`` (with ``page``,
+the page's path, when ``--out`` is given, and what ``prepare`` adds, e.g. ``saved``). Progress goes to stderr.
 
 Nothing here names a lens: a lens registered with :func:`polylens.lenses.register` gets its command
 the moment it is registered.
@@ -130,7 +130,7 @@ def run_lens_command(lens: Lens, kwargs: dict) -> None:
         sec = lens.section(result, SectionContext(model, data, draw=True))
         page = write_report(out, [sec], title=f"polylens {lens.cli_name}: {lens.title}", filename=f"{lens.name}.html")
     if json_out:
-        print_json({**result.to_dict(), **extra, **({"report": str(page)} if page is not None else {})})
+        print_json({**result.to_dict(), **extra, **({"page": str(page)} if page is not None else {})})
         return
     con = out_console()
     if lens.show is not None:

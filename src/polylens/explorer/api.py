@@ -296,17 +296,17 @@ def batch_bounds_payloads(network: Network, x: Array, eps: float, *, cuts: int =
     side 1: z <= ...) for neuron ``neurons[k]`` and ``curve[k] = [a_values, f_values]`` samples f on
     [lower, upper] for drawing. Bounds and cuts are full precision.
     """
-    from polylens.bounds import BoundMethod, compute_bounds, input_box
+    from polylens.bounds import crown_ibp_bounds, input_box
     from polylens.lp.polytope import split_envelope
-    from polylens.relax.envelopes import EnvelopeMode, build_envelope
+    from polylens.relax.envelopes import Hull, build_envelope
 
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     N = x.shape[0]
     xl, xu = input_box(x, eps)
-    b = compute_bounds(network, xl, xu, BoundMethod.CROWN).intersect(compute_bounds(network, xl, xu, BoundMethod.IBP))
+    b = crown_ibp_bounds(network, xl, xu)
     envs = []
     for l, act in enumerate(network.activations):
-        env = build_envelope(act, b.lower[l].ravel(), b.upper[l].ravel(), mode=EnvelopeMode.HULL, cuts=cuts)
+        env = build_envelope(act, b.lower[l].ravel(), b.upper[l].ravel(), Hull(cuts))
         envs.append(split_envelope(env, N) if N > 1 else [env])
     t = np.linspace(0.0, 1.0, CURVE_POINTS)
     out = []

@@ -4,7 +4,6 @@ the explorer and ``import polylens as pl`` read these declarations from the regi
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -129,9 +128,6 @@ COUNTERFACTUALS = Lens(
 # ---------------------------------------------------------------------------------------------
 # Neurons
 
-_RENAME = re.compile(r"^\s*(L\d+\.n\d+)\s*=(.*)$")
-
-
 @dataclass(frozen=True)
 class NeuronsOptions(LensOptions):
     where = "neurons"
@@ -144,14 +140,25 @@ class NeuronsOptions(LensOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        for it in self.rename:
-            if not _RENAME.match(it):
-                raise ParameterError(f"The '--rename' option must look like L1.n0=Frame (an empty name removes one). "
-                                     f"Got {it!r} instead.")
+        self.names  # every item is checked now
 
     @property
     def names(self) -> dict[str, str]:
-        return {m.group(1): m.group(2).strip() for m in map(_RENAME.match, self.rename)}
+        """The renames as {neuron key: name} (the key parsed by NeuronId, the one reader of 'L1.n0')."""
+        from polylens.nn.network import NeuronId
+
+        out = {}
+        for it in self.rename:
+            key, eq, name = it.partition("=")
+            try:
+                if not eq:
+                    raise ParameterError("no '='")
+                nid = NeuronId.parse(key.strip())
+            except ParameterError:
+                raise ParameterError(f"The '--rename' option must look like L1.n0=Frame (an empty name removes one). "
+                                     f"Got {it!r} instead.") from None
+            out[str(nid)] = name.strip()
+        return out
 
 
 @dataclass(frozen=True, eq=False)

@@ -76,11 +76,13 @@ def run(model, data, options: RobustnessOptions, ctx: RunContext = RunContext())
     from polylens.digest import digest
     from polylens.lenses.verify.certify import CertifyOptions
     from polylens.lenses.verify.sweep import run_sweep
+    from polylens.relax.envelopes import Envelope
 
     net = model.network
     d = data.head(options.images)
-    certify_options = CertifyOptions(mode=options.mode, cuts=options.cuts, use_lp=options.lp, alpha=options.alpha,
-                                     attack_steps=options.attack_steps, time_limit=options.time_limit)
+    certify_options = CertifyOptions(envelope=Envelope.from_mode(options.mode, options.cuts, "verify"),
+                                     use_lp=options.lp, alpha=options.alpha, attack_steps=options.attack_steps,
+                                     time_limit=options.time_limit)
     workers = min(options.workers, os.cpu_count() or 1)
     settings = {"model": digest(*[a for layer in net.layers for a in (layer.W, layer.b)]), "data": digest(d.x, d.y)}
     ctx.progress(f"robustness sweep: {len(d)} images x {len(options.eps)} radii")
