@@ -61,6 +61,16 @@ def test_example_lens_joins_the_cli(registered):
     assert code == 2 and err.count("\n") == 1 and "'--classes'" in err
 
 
+def test_unregistering_takes_the_command_away():
+    """A lens registered and unregistered again leaves no command behind (the CLI is as before)."""
+    lens = register(example_lens.MEAN_INPUT)
+    unregister(lens.name)
+    code, out, _ = run_cli("--help")
+    assert code == 0 and "mean-input" not in out
+    code, _, _ = run_cli("mean-input", "seed")
+    assert code == 2
+
+
 def test_example_lens_joins_the_report(registered, seed, tmp_path):
     """The report runs the new lens as a section of its own (after the built-in ones)."""
     from polylens.report.build import ReportOptions, run_report

@@ -28,7 +28,7 @@ from polylens.errors import ParameterError
 from polylens.lenses import all_lenses, on_register
 from polylens.lenses.base import Lens, RunContext, SectionContext, option_specs
 
-__all__ = ["add_lens_command", "run_lens_command"]
+__all__ = ["add_lens_command", "remove_lens_command", "run_lens_command"]
 
 OUT_HELP = "Directory for the figures (PNG, SVG), tables (CSV), data (JSON) and an HTML page."
 DATA_HELP = ".npz with x (N x d, in [0, 1]) and y (labels); default: the model's test split."
@@ -94,6 +94,14 @@ def add_lens_command(lens: Lens) -> None:
     _added.add(lens.cli_name)
 
 
+def remove_lens_command(lens: Lens) -> None:
+    """Take ``polylens <lens.cli_name>`` off the app again (the lens was unregistered)."""
+    if lens.cli_name not in _added:
+        return
+    app.registered_commands[:] = [c for c in app.registered_commands if c.name != lens.cli_name]
+    _added.discard(lens.cli_name)
+
+
 def load_data(model, lens: Lens, data_path: Path | None, n: int | None):
     """The data a lens command runs on: ``--data`` or the model's test split, first ``--n`` rows."""
     from polylens.data.labelled import Data
@@ -143,7 +151,7 @@ def run_lens_command(lens: Lens, kwargs: dict) -> None:
 
 for _lens in all_lenses():
     add_lens_command(_lens)
-on_register(add_lens_command)
+on_register(add_lens_command, remove_lens_command)
 
 
 # ---------------------------------------------------------------------------------------------

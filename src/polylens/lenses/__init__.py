@@ -39,6 +39,7 @@ _lock = threading.Lock()
 _registry: dict[str, Lens] = {}
 _loaded = False
 _listeners: list = []
+_unlisteners: list = []
 
 
 def _load_builtin() -> None:
@@ -75,14 +76,21 @@ def register(lens: Lens) -> Lens:
 
 
 def unregister(name: str) -> None:
-    """Remove a lens added with :func:`register` (tests); built-in lenses stay."""
+    """Remove a lens added with :func:`register` (tests), and whatever its registration wired
+    (its CLI command): afterwards the program looks as if it had never been registered."""
     with _lock:
-        _registry.pop(name, None)
+        lens = _registry.pop(name, None)
+    if lens is not None:
+        for fn in list(_unlisteners):
+            fn(lens)
 
 
-def on_register(fn) -> None:
-    """Call ``fn(lens)`` for every lens registered from now on (the CLI adds its command)."""
+def on_register(fn, undo=None) -> None:
+    """Call ``fn(lens)`` for every lens registered from now on (the CLI adds its command), and
+    ``undo(lens)`` for every lens unregistered."""
     _listeners.append(fn)
+    if undo is not None:
+        _unlisteners.append(undo)
 
 
 def all_lenses() -> tuple[Lens, ...]:
