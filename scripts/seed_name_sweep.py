@@ -1,82 +1,39 @@
-"""Do Frame, Spine and Belt detectors emerge? Train the seed architecture over many seeds and name them.
+"""Train the seed architecture over many seeds and name each run's layer 1 (issue: do Frame, Spine
+and Belt emerge?). Writes src/polylens/lenses/findings/seed_names.json, which the findings section
+reads for the bundled seed.
 
-Trains 49-3-3-10 GELU networks with the seed's own command (the bundled seed's card), one per
-training seed, and records for every run its test accuracy and, for every layer-1 neuron, the
-suggested name, its template score and its |correlation| with the Frame, Spine and Belt templates
-(``polylens.lenses.discover.naming``, weight x pixel spread over the test images, as the seed's names
-were made). Writes JSON that the findings lens reads (the bundled copy is
-``src/polylens/lenses/findings/seed_names.json``):
-
-    python scripts/seed_name_sweep.py --seeds 0-23 --out src/polylens/lenses/findings/seed_names.json
-
-The same seeds give the same names (training is deterministic on one machine and torch build).
+    .venv/bin/python scripts/seed_name_sweep.py --seeds 24
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
-from pathlib import Path
 
-import numpy as np
-
-TEMPLATES = ("Frame", "Spine", "Belt")
+from polylens.lenses.findings.names_sweep import BUNDLED_SWEEP, CLAIMED, name_sweep
 
 
-def parse_seeds(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        out.extend(range(int(a), int(b) + 1) if b else [int(a)])
-    return out
-
-
-def name_run(model, x) -> list[dict]:
-    """Layer-1 names and template scores of one trained model."""
-    from polylens.lenses.discover.naming import suggest_names
-
-    rows = []
-    for s in suggest_names(model, x):
-        if s.layer != 1:
-            continue
-        rows.append({"key": s.key, "name": s.name, "score": round(float(s.score), 6),
-                     **{t.lower(): round(abs(float(s.scores.get(t, 0.0))), 6) for t in TEMPLATES}})
-    return rows
-
-
-def sweep(seeds: list[int], epochs: int = 300, progress=print) -> dict:
-    from polylens.data import load_split
-    from polylens.nn.model import load_model
-    from polylens.nn.train import train_mlp
-
-    seed_card = load_model("seed").card
-    split = load_split("bundled", factor=4, seed=0)
-    runs = []
-    for s in seeds:
-        t0 = time.perf_counter()
-        m = train_mlp("49-3-3-10", "gelu", split, epochs=epochs, lr=0.02, batch_size=256, seed=s)
-        runs.append({"seed": s, "test_accuracy": round(float(m.card.test_accuracy), 6),
-                     "neurons": name_run(m, split.x_test), "seconds": round(time.perf_counter() - t0, 1)})
-        progress(f"seed {s}: accuracy {m.card.test_accuracy:.4f}, "
-                 + ", ".join(f"{n['name']} ({n['score']:.2f})" for n in runs[-1]["neurons"]))
-    return {"architecture": "49-3-3-10", "activation": "gelu", "epochs": epochs, "command": seed_card.command,
-            "templates": list(TEMPLATES), "runs": runs}
-
-
-def main(argv=None) -> int:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", default="0-23", help="Training seeds, e.g. 0-23 or 0,3,5.")
-    ap.add_argument("--epochs", type=int, default=300)
-    ap.add_argument("--out", type=Path, required=True)
-    a = ap.parse_args(argv)
-    res = sweep(parse_seeds(a.seeds), a.epochs)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
-    acc = np.array([r["test_accuracy"] for r in res["runs"]])
-    print(f"wrote {a.out}: {len(acc)} runs, accuracy median {np.median(acc):.4f}")
+    ap.add_argument("--seeds", type=int, default=24, help="Seeds 0..N-1 (default 24).")
+    ap.add_argument("--out", default=str(BUNDLED_SWEEP))
+    a = ap.parse_args()
+    t0 = time.perf_counter()
+    sweep = name_sweep(range(a.seeds), progress=lambda i, n: print(f"  run {i}/{n}", file=sys.stderr, flush=True))
+    doc = sweep.to_dict()
+    doc["seconds"] = round(time.perf_counter() - t0, 1)
+    with open(a.out, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    for r in sweep.runs:
+        print(f"seed {r.seed:2d}  acc {r.accuracy:.4f}  " + ", ".join(f"{n} ({s:.2f})" for n, s in zip(r.names, r.scores)))
+    print("named in runs:", {t: f"{sweep.frequency(t):.0%}" for t in CLAIMED})
+    print("names:", sweep.name_counts())
+    print(f"{doc['seconds']} s; wrote {a.out}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

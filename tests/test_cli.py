@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polylens.cli.demo import run_demo
 from polylens.nn.model import CARD_FILE, load_model, model_split
 
 from conftest import run_cli
@@ -77,16 +76,6 @@ def test_train_command_writes_a_loadable_model(tmp_path):
     m = load_model(tmp_path / "m")
     assert "--epochs 2" in m.card.command and "--seed 1" in m.card.command
     assert run_json("info", tmp_path / "m")["test_accuracy"] == res["test_accuracy"]
-
-
-def test_demo_evaluates_the_seed_model(tmp_path, seed):
-    """run_demo reports the seed model's accuracy and writes it to demo.json; the command agrees."""
-    # A small subset keeps this fast: the accuracy reported is the model's, measured on the whole split.
-    result = run_demo(tmp_path, None, n=40, workers=1)
-    assert result.test_accuracy == seed.card.test_accuracy and result.architecture == "49-3-3-10"
-    assert json.loads((tmp_path / "demo.json").read_text())["test_accuracy"] == result.test_accuracy
-    again = run_json("demo", "--out", tmp_path / "again", "--n", "40", "--workers", "1")
-    assert again["per_class_accuracy"] == seed.card.per_class_accuracy
 
 
 def _malformed_dir(tmp_path: Path) -> Path:

@@ -88,7 +88,7 @@ def test_reached_counterfactual_is_in_the_ball_and_bracketed(seed, label, target
     np.testing.assert_allclose(r.logits_after, net(r.result[None])[0])
     assert r.l1 == pytest.approx(np.abs(r.result - x0).sum())
     assert r.l1_lower_bound <= r.l1
-    assert r.l1_lower_bound <= r.lp_l1 + 1e-7
+    assert r.l1_lower_bound_lp <= r.lp_l1 + 1e-7   # the LP point lies in the relaxation, not always a real change
     P = _search(net, x0, target, eps, n_random=500, n_starts=20, steps=60)
     win = P[_target_margin(net, P, target) > 0]
     if len(win):
@@ -105,6 +105,30 @@ def test_positive_lower_bound_is_informative(seed):
     r = counterfactual(m, s.x_test[i], 4, 9, eps=0.02)
     assert r.l1_lower_bound > 0.0
     assert r.l1_lower_bound <= r.l1
+
+
+def test_tightened_bounds_stay_below_every_real_counterfactual(seed):
+    """At the lens's defaults (the network's most frequent confusions, eps 0.03) the tightened proven
+    L1 bound is at least the LP's own bound and at most the L1 of the reported counterfactual and of
+    every concrete counterfactual an independent targeted search finds (shrunk towards x0)."""
+    from polylens.lenses.discover.lenses import CounterfactualsOptions
+
+    m, s = seed
+    net = m.network
+    o = CounterfactualsOptions()
+    cfs = counterfactual_pairs(m, s.x_test, s.y_test, instructive_pairs(net, s.x_test, s.y_test, n=2),
+                               eps=o.eps, tighten_nodes=16)
+    assert any(r.l1_lower_bound > 0 for r in cfs.results), "no pair has an informative bound at the defaults"
+    for idx, (a, b), r in zip(cfs.indices, cfs.pairs, cfs.results):
+        assert r.l1_lower_bound >= r.l1_lower_bound_lp - 1e-12
+        if r.result is not None:
+            assert r.l1_lower_bound <= r.l1
+        x0 = s.x_test[idx]
+        P = _search(net, x0, b, o.eps, n_random=300, n_starts=10, steps=40)
+        win = P[_target_margin(net, P, b) > 0]
+        if len(win):
+            small = _shrink(net, x0, win[:: max(1, len(win) // 100)], b)
+            assert np.all(np.abs(small - x0).sum(axis=1) >= r.l1_lower_bound - 1e-9)
 
 
 @pytest.mark.parametrize("label, target, eps", [(0, 1, 0.02), (1, 0, 0.02), (0, 1, 0.05)])

@@ -77,17 +77,36 @@ def test_demo_numbers_are_reproducible(runs):
             assert (a / sub / name).read_bytes() == (b / sub / name).read_bytes(), name
 
 
+def test_demo_evaluates_the_seed_model(runs):
+    """run_demo reports the seed model's accuracy (measured on the whole split, whatever subset the
+    stages ran on) and writes it to demo.json."""
+    from polylens.nn.model import load_model
+
+    a, _, ra, _, _ = runs
+    seed = load_model("seed")
+    assert ra.test_accuracy == seed.card.test_accuracy and ra.architecture == "49-3-3-10"
+    assert json.loads((a / "demo.json").read_text())["test_accuracy"] == ra.test_accuracy
+
+
 def test_demo_command_reuses_the_sweep(runs):
-    """`polylens demo --out DIR` prints the report path; run again on the same directory it reuses the
-    sweep store (no new units) and writes the same numbers (demo.json and the data are unchanged)."""
+    """`polylens demo --out DIR --json`, in a fresh process, run again on the directory of a finished
+    demo: standard output is one JSON document naming the report and the seed's accuracy per class;
+    the sweep store is reused (no new units) and the numbers are unchanged (demo.json and the data).
+    This is also the demo's entry in the guard of tests/test_stdout.py (worker processes included)."""
+    from polylens.nn.model import load_model
+
+    from test_stdout import one_json_document, run_polylens
+
     a, b, _, _, _ = runs
     db = next((a / "store" / f"robustness-n{N}").glob("*.sqlite"))
     before = sqlite3.connect(db).execute("SELECT count(*) FROM units").fetchone()[0]
     before_json = (a / "demo.json").read_text()
-    code, stdout, err = run_cli("demo", "--out", a, "--n", N, "--workers", 1)
-    assert code == 0, err
+    proc = run_polylens(["demo", "--out", str(a), "--n", str(N), "--workers", "2", "--json"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = one_json_document(proc.stdout)
+    assert doc["report"] == str(a / "report.html")
+    assert doc["per_class_accuracy"] == load_model("seed").card.per_class_accuracy
     assert (a / "demo.json").read_text() == before_json
-    assert f"Report: {a / 'report.html'}" in stdout
     assert sqlite3.connect(db).execute("SELECT count(*) FROM units").fetchone()[0] == before
     assert (a / "data" / "robustness.json").read_bytes() == (b / "data" / "robustness.json").read_bytes()
 

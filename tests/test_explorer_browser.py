@@ -256,11 +256,22 @@ def test_navigation_filters_and_url_state(browser, server):
 
 
 def test_views_screenshots(page, shots):
-    """Every view renders from the server's results (curves, trace, signatures, prototypes)."""
+    """Every view renders from the server's results (curves, trace, signatures, prototypes and their
+    strip, the findings panel, the counterfactuals with their gap figure)."""
     page.wait_for_selector("#curves-plot .main-svg", timeout=60_000)
     page.wait_for_selector("#signature-grid svg.img", timeout=60_000)
     page.wait_for_selector("#prototype-grid svg.img", timeout=60_000)
     assert page.locator("#signature-grid .sig-card").count() == 10
+    # the prototype strip: one row per digit, the start and one prototype per radius of the strip
+    page.wait_for_selector("#prototype-strip table.proto-strip tbody tr", timeout=60_000)
+    assert page.locator("#prototype-strip tbody tr").count() == 10
+    # the findings panel (the generic view of the findings lens): one row per claim, with its verdict
+    page.wait_for_selector("#findings-view[data-ready='1'] table.lens-table", timeout=120_000)
+    text = page.inner_text("#findings-view")
+    assert page.locator("#findings-view table.lens-table").first.locator("tbody tr").count() == 7
+    assert "Digit 1 remains highly robust" in text and ("holds" in text or "partly" in text)
+    # the counterfactual gap figure (generic view of the counterfactuals lens)
+    page.wait_for_selector("#counterfactuals-view[data-ready='1'] img", timeout=120_000)
     page.click("#trace-classes button[data-class='5']")
     page.wait_for_function("document.querySelector('#trace-equations').textContent.includes('logit[5] =')")
     assert page.locator("#trace-diagram circle.neuron").count() == 6 + 1

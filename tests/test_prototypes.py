@@ -78,7 +78,8 @@ def test_safe_bounds_are_above_every_real_value_in_the_ball(seed, run):
 
 def test_start_is_the_best_image_and_source_matches(seed, run):
     """The start is the image of its digit with the largest real margin; "start" means the prototype
-    is x0 itself, "lp" the LP's input, "line" a point strictly between."""
+    is x0 itself, "lp" the LP's input, "line" a point strictly between, "ascent" a point refined on the
+    real network (its objective is the real margin minus the L1 price)."""
     m, s = seed
     allm = _margin(m.network, s.x_test, s.y_test)
     for i, c in enumerate(run.digits):
@@ -91,26 +92,57 @@ def test_start_is_the_best_image_and_source_matches(seed, run):
         elif run.source[i] == "lp":
             np.testing.assert_array_equal(run.prototype[i], run.lp_input[i])
             assert run.alpha[i] == 1.0
+        elif run.source[i] == "ascent":
+            # refined on the real network from the best point of the line: its objective is the real one
+            assert 0.0 <= run.alpha[i] <= 1.0
+            assert run.objective[i] == pytest.approx(run.prototype_margin[i] - run.lam * run.l1[i], abs=1e-9)
         else:
-            assert 0.0 < run.alpha[i] < 1.0
+            assert run.source[i] == "line" and 0.0 < run.alpha[i] < 1.0
             np.testing.assert_allclose(run.prototype[i], run.start[i] + run.alpha[i] * (run.lp_input[i] - run.start[i]))
     assert json.loads(json.dumps(run.to_dict(), allow_nan=False))["digits"] == list(run.digits)
 
 
 def test_sweep_agrees_with_single_runs_and_keeps_the_guarantee(seed):
-    """The sweep grid's real margins equal prototypes() at the same (eps, lam) and never fall below
+    """At the first radius the sweep's prototypes are prototypes() at the same (eps, lam); at larger radii
+    (chained from the smaller one) their real objective is never below prototypes()'s; real margins never fall below
     the start margins; each radius's margin upper bound is above the real margins found at it."""
     m, s = seed
     eps, lams = [0.05, 0.2], [0.0, 0.05]
     sw = prototype_sweep(m, s.x_test, s.y_test, eps, lams, digits=[0, 4, 7])
     assert sw.real_margin.shape == (2, 2, 3) and sw.source.shape == (2, 2, 3)
     assert np.all(sw.real_margin >= sw.start_margin[None, None, :])
+    first = prototypes(m, s.x_test, s.y_test, eps=0.05, lam=0.05, digits=[0, 4, 7])
+    np.testing.assert_allclose(sw.real_margin[0, 1], first.prototype_margin, atol=1e-12)
+    np.testing.assert_array_equal(sw.n_changed[0, 1], first.n_changed)
+    assert list(sw.source[0, 1]) == list(first.source)
+    # At a larger radius the sweep also starts from the smaller radius's prototype: never worse.
     one = prototypes(m, s.x_test, s.y_test, eps=0.2, lam=0.05, digits=[0, 4, 7])
-    np.testing.assert_allclose(sw.real_margin[1, 1], one.prototype_margin, atol=1e-12)
-    np.testing.assert_array_equal(sw.n_changed[1, 1], one.n_changed)
-    assert list(sw.source[1, 1]) == list(one.source)
+    assert np.all(sw.real_margin[1, 1] - 0.05 * sw.l1[1, 1] >= one.objective - 1e-9)
     assert np.all(sw.margin_upper >= sw.real_margin.max(axis=1) - 1e-9)
     assert json.loads(json.dumps(sw.to_dict(), allow_nan=False))["lam"] == lams
+
+
+def test_defaults_move_most_digits_and_the_strip_keeps_the_guarantee(seed):
+    """At the lens's defaults (eps 0.1, lam 0.01) most digits' prototypes differ from their start image
+    (the refinement on the real network moves them), and along the strip up to the whole box every
+    prototype's real margin lies between its start's margin and the proven bound of its ball."""
+    from polylens.lenses.discover.lenses import PrototypesOptions
+
+    m, s = seed
+    o = PrototypesOptions()
+    r = prototypes(m, s.x_test, s.y_test, eps=o.eps, lam=o.lam)
+    moved = int(np.sum(r.n_changed > 0))
+    assert moved >= 6, f"only {moved} of 10 prototypes differ from their start image"
+    assert np.all(r.prototype_margin >= r.start_margin) and np.all(r.prototype_margin <= r.margin_upper + 1e-9)
+    sw = prototype_sweep(m, s.x_test, s.y_test, (0.2, 1.0), (o.lam,))
+    real = _margin(m.network, sw.prototype.reshape(-1, sw.prototype.shape[-1]),
+                   np.tile(np.array(sw.digits), 2)).reshape(sw.real_margin.shape)
+    np.testing.assert_allclose(real, sw.real_margin, atol=1e-12)
+    assert np.all(sw.real_margin >= sw.start_margin[None, None, :])
+    assert np.all(sw.real_margin[:, 0, :] <= sw.margin_upper + 1e-9)
+    # the smaller ball's prototype lies in the larger ball: the larger ball's bound holds for it too
+    assert np.all(sw.margin_upper[1] >= sw.real_margin[0, 0] - 1e-9)
+    assert np.all(sw.prototype[1] >= 0) and np.all(sw.prototype[1] <= 1)
 
 
 def test_random_network_prototypes():

@@ -208,7 +208,7 @@ def test_report_is_self_contained(sections, tmp_path):
     requests; figures, CSV tables and JSON data are written next to it, and read back."""
     path = write_report(tmp_path, sections, title="t", meta={"model": "seed"})
     text = path.read_text(encoding="utf-8")
-    assert_self_contained(text)
+    assert_self_contained(text, ids=[s.id for s in sections])
     n_img = text.count("<img ")
     assert n_img == sum(len(s.figures) for s in sections)
     pngs = sorted((tmp_path / "figures").glob("*.png"))

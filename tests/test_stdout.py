@@ -23,10 +23,11 @@ INVOCATIONS: dict[str, list[str]] = {
     "info": ["info", "seed"],
     "predict": ["predict", "seed", "--index", "0,1"],
     "verify": ["verify", "seed", "--eps", "0,0.02", "--n", "12", "--workers", "2"],
-    "demo": ["demo", "--n", "12", "--workers", "2", "--out", "{out}/demo"],
-    "report": ["report", "seed", "--n", "12", "--workers", "2", "--out", "{out}/report"],
+    "report": ["report", "seed", "--n", "12", "--workers", "2", "--out", "{out}/report", "--only",
+               "robustness,prototypes,findings"],
     "export-site": ["export-site", "seed", "{out}/site", "--samples", "4", "--set", "robustness.images=4",
-                    "--set", "signatures.per_digit=2", "--eps-grid", "0,0.01"],
+                    "--set", "signatures.per_digit=2", "--set", "findings.images=20", "--set", "findings.per_digit=2",
+                    "--set", "counterfactuals.tighten=0", "--set", "prototypes.strip=0.1", "--eps-grid", "0,0.01"],
 }
 
 
@@ -51,6 +52,10 @@ def _lens_invocations() -> dict[str, list[str]]:
         out[lens.cli_name] = args
     return out
 
+
+#: Commands whose --json run in a fresh process is checked by another test (a demo costs a minute;
+#: that test runs one anyway), with where.
+COVERED_ELSEWHERE = {"demo": "tests/test_demo.py::test_demo_command_reuses_the_sweep"}
 
 for _name, _args in _lens_invocations().items():
     INVOCATIONS.setdefault(_name, _args)  # an explicit invocation above (verify with 2 workers) wins
@@ -84,7 +89,8 @@ def one_json_document(text: str) -> object:
 
 def test_every_json_command_is_covered():
     """The table of invocations names exactly the commands that take --json (none is left out)."""
-    assert json_commands() == set(INVOCATIONS)
+    assert json_commands() == set(INVOCATIONS) | set(COVERED_ELSEWHERE)
+    assert not set(INVOCATIONS) & set(COVERED_ELSEWHERE)
 
 
 @pytest.mark.parametrize("name", sorted(INVOCATIONS))

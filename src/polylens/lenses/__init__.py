@@ -33,6 +33,7 @@ BUILTIN: tuple[str, ...] = (
     "polylens.lenses.discover.lenses:NEURONS",
     "polylens.lenses.discover.lenses:TRACES",
     "polylens.lenses.discover.lenses:TRACE",
+    "polylens.lenses.findings.lens:FINDINGS",
 )
 
 _lock = threading.Lock()

@@ -323,11 +323,14 @@ class LensOptions:
 class RunContext:
     """What a lens's ``run`` may use besides its inputs: ``progress(message)`` for a stage it starts,
     ``units(done, total)`` for the progress of a long stage, and ``workdir``, a directory for state
-    that makes a long run resumable (None: keep nothing)."""
+    that makes a long run resumable (None: keep nothing), and ``earlier``, the results of the lenses
+    that already ran in this report, by lens name (a lens that reads another's result takes it from
+    there instead of running that lens again)."""
 
     progress: Callable[[str], None] = _NOOP
     units: Callable[[int, int], None] = _NOOP
     workdir: Path | None = None
+    earlier: Mapping[str, Any] = field(default_factory=dict)
 
 
 class SectionContext:

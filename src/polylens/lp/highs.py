@@ -45,6 +45,11 @@ class Sense(str, Enum):
     MAX = "max"
 
 
+#: A Farkas certificate proves a polytope empty when its rigorous value exceeds this (the ray is
+#: scaled to unit infinity norm first, so the margin is scale-free).
+FARKAS_MARGIN = 1e-9
+
+
 class SolveStatus(StrEnum):
     """How a solve ended (its text is the JSON value): at an optimum, or stopped by the time limit."""
 
@@ -248,6 +253,29 @@ class LPSolver:
             row_activity=np.asarray(sol.row_value, dtype=np.float64), row_dual=row_dual,
             col_dual=np.asarray(sol.col_dual, dtype=np.float64),
         )
+
+    def proves_empty(self) -> bool:
+        """Whether the polytope is provably empty, by a Farkas certificate: the solver's dual ray y,
+        checked in the rigorous arithmetic of :func:`safe_dual_bound`. For *any* multipliers y the
+        safe dual bound of the zero objective is a lower bound of 0 over a non-empty polytope, so a
+        bound above :data:`FARKAS_MARGIN` proves that no point satisfies every row and column bound.
+        Call it after :meth:`solve` raised :class:`~polylens.errors.InfeasibleError`; False when the
+        solver offers no ray (a solver's "infeasible" alone is never taken as a proof)."""
+        if self.n_solves == 0:
+            raise ParameterError("LPSolver.proves_empty reads the dual ray of the last solve; call solve first.")
+        try:
+            _status, has_ray, ray = self._h.getDualRay()
+        except (AttributeError, TypeError, RuntimeError):  # a highspy without the call: no proof
+            return False
+        if not has_ray:
+            return False
+        ray = np.asarray(ray, dtype=np.float64)
+        scale = float(np.max(np.abs(ray))) if ray.size else 0.0
+        if not (scale > 0 and np.isfinite(scale)) or ray.shape != (self.poly.n_rows,):
+            return False
+        zero = np.zeros(self.poly.n_cols)
+        return any(safe_dual_bound(self.poly, zero, sign * ray / scale, Sense.MIN) > FARKAS_MARGIN
+                   for sign in (1.0, -1.0))
 
     def basis(self) -> Basis:
         """The simplex basis of the last solve (row and column statuses)."""

@@ -44,8 +44,8 @@ from polylens.nn.network import Network
 
 Array = np.ndarray
 
-__all__ = ["AdaptiveSteps", "BoxSearchResult", "MarginObjective", "SearchObjective", "SignedSteps", "box_search",
-           "row_seeded_points"]
+__all__ = ["AdaptiveSteps", "BoxSearchResult", "L1Priced", "MarginObjective", "SearchObjective", "SignedSteps",
+           "box_search", "row_seeded_points"]
 
 
 class SearchObjective(Protocol):
@@ -82,6 +82,24 @@ class MarginObjective:
         cot[idx, rival] -= self.sign
         cot[idx, self.labels] += self.sign
         return self.sign * m, lin.gradient(cot)
+
+
+@dataclass(frozen=True, eq=False)
+class L1Priced:
+    """``objective(x) - price * ||x - centre||_1`` per row: another objective with an L1 price on moving
+    away from ``centre`` ((d,) or (S, d)); its ascent direction subtracts ``price * sign(x - centre)``
+    (a subgradient of the price)."""
+
+    objective: SearchObjective
+    centre: Array
+    price: float
+
+    def value(self, X: Array) -> Array:
+        return self.objective.value(X) - self.price * np.abs(X - self.centre).sum(axis=1)
+
+    def value_and_gradient(self, X: Array) -> tuple[Array, Array]:
+        v, g = self.objective.value_and_gradient(X)
+        return v - self.price * np.abs(X - self.centre).sum(axis=1), g - self.price * np.sign(X - self.centre)
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,8 @@ def run_report(model: Any, out: str | Path, options: ReportOptions = ReportOptio
         workdir = out / STORE_DIR / (lens.name if options.n_images is None else f"{lens.name}-n{len(data)}")
         try:
             result = lens.run(model, data, lens_options[lens.name],
-                              RunContext(progress=lambda _m: None, units=units or (lambda *_: None), workdir=workdir))
+                              RunContext(progress=lambda _m: None, units=units or (lambda *_: None), workdir=workdir,
+                                         earlier=dict(run.results)))
             run.results[lens.name] = result
             sec = lens.section(result, ctx)
         except PolylensError as e:

@@ -447,6 +447,74 @@ def prototype_panels(starts: Array, prototypes: Array, image_shape: Sequence[int
     return fig
 
 
+def prototype_strip(starts: Array, prototypes: Array, radii: Sequence[float], image_shape: Sequence[int],
+                    margins: Array, bounds: Array, start_margins: Array, labels: Sequence[str] | None = None,
+                    title: str | None = None) -> Figure:
+    """A strip per digit: its start image, then its prototype at each radius (growing; the last may be
+    the whole box), with the real margin and the proven bound under each image.
+
+    ``starts`` (D, d); ``prototypes`` (R, D, d) for R radii; ``margins`` and ``bounds`` (R, D): the
+    prototypes' real margins and the rigorous upper bounds of the margin anywhere in each ball;
+    ``start_margins`` (D,).
+    """
+    s = np.atleast_2d(starts).astype(float)
+    P = np.asarray(prototypes, dtype=float)
+    R, D = P.shape[0], P.shape[1]
+    names = _labels(D, labels)
+    ink = Normalize(0.0, 1.0)
+    fig = Figure(figsize=(1.05 * (R + 1) + 0.9, 1.25 * D + 0.8))
+    fig.subplots_adjust(left=0.09, right=0.99, top=1 - 0.6 / (1.25 * D + 0.8), bottom=0.01, wspace=0.08, hspace=0.62)
+    axes = fig.subplots(D, R + 1, squeeze=False)
+    heads = ["start"] + [("whole box" if r >= 1.0 else f"eps {r:g}") for r in radii]
+    for i in range(D):
+        for j in range(R + 1):
+            a = axes[i, j]
+            img = s[i] if j == 0 else P[j - 1, i]
+            a.imshow(_rgba(_image(img, image_shape), CMAP_INK, ink), interpolation="nearest")
+            a.set_xticks([])
+            a.set_yticks([])
+            for sp in a.spines.values():
+                sp.set_linewidth(0.4)
+            text = f"m {start_margins[i]:+.2f}" if j == 0 else f"m {margins[j - 1, i]:+.2f}\n<= {bounds[j - 1, i]:+.2f}"
+            a.set_xlabel(text, fontsize=6, labelpad=1.5)
+            if i == 0:
+                a.set_title(heads[j], fontsize=7, pad=3)
+        axes[i, 0].set_ylabel(names[i], fontsize=8, rotation=0, ha="right", va="center", labelpad=4)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def counterfactual_gaps(labels: Sequence[str], lower_lp: Array, lower: Array, real: Array,
+                        title: str = "Counterfactuals: the proven L1 lower bound against the best real change") -> Figure:
+    """Per pair: the L1 change of the best real counterfactual (dot), the proven lower bound of every
+    counterfactual in the ball (bar), and the plain LP's bound before tightening (thin bar). The gap
+    between the bar's end and the dot is what is not known."""
+    n = len(labels)
+    y = np.arange(n)[::-1]
+    fig = Figure(figsize=(6.2, 0.45 * n + 1.2))
+    ax = fig.subplots()
+    lower_lp, lower, real = (np.asarray(v, dtype=float) for v in (lower_lp, lower, real))
+    fin = lambda v: np.where(np.isfinite(v), v, np.nan)  # noqa: E731
+    ax.barh(y, fin(lower), height=0.55, color="#9ecae1", label="proven lower bound (after tightening)")
+    ax.barh(y, fin(lower_lp), height=0.18, color="#3182bd", label="lower bound of the LP alone")
+    ax.plot(fin(real), y, "o", color="#d95f02", label="best real counterfactual")
+    for k in range(n):
+        if np.isfinite(real[k]) and np.isfinite(lower[k]):
+            ax.plot([lower[k], real[k]], [y[k], y[k]], color="#d95f02", lw=1, ls=":")
+        if not np.isfinite(lower[k]):
+            ax.text(0.0, y[k], "  unreachable: proved", va="center", fontsize=7)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xlabel("L1 change of the image")
+    ax.set_xlim(left=0.0)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="x", lw=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def counterfactual_triptych(original: Array, result: Array, image_shape: Sequence[int], title: str,
                             original_title: str = "original", result_title: str = "result") -> Figure:
     """Original image, the change (result - original: blue = ink added, red = removed) and the

@@ -44,6 +44,21 @@ Two statuses, never conflated:
     ``found_by = "failed"``. A result brackets the true smallest change:
     ``l1_lower_bound <= min L1 <= l1``.
 
+**Tightening the bound.** The relaxation can be loose enough that the min-L1 LP's bound says little
+(0 from eps ~ 0.05 up on the seed network: the polytope lets t win at x0 itself). When the gap
+between the proven bound and the best real counterfactual is large (``l1 - l1_lower_bound >
+TIGHTEN_GAP * l1``), :func:`tightened_l1_bound` runs a branch and bound over the hidden neurons'
+pre-activation intervals: a subproblem halves one neuron's interval (the one whose relaxation is
+loosest at the subproblem's LP optimum, ``|z - f(a)|`` weighted by its path to the logits), each half
+gets envelopes on its narrower interval, and the bound is the smallest safe dual bound over the open
+leaves (lowest first, until ``tighten_nodes`` LPs or the gap is closed). A leaf whose LP HiGHS calls
+infeasible is closed only with a Farkas certificate checked in rigorous arithmetic
+(:meth:`~polylens.lp.highs.LPSolver.proves_empty`); otherwise it keeps its parent's bound and is not
+split again. Every leaf's polytope holds
+every real counterfactual whose pre-activations lie in its intervals, and the leaves cover the ball,
+so the bound stays rigorous. ``l1_lower_bound`` is the better of the two, ``l1_lower_bound_lp`` the
+plain LP's, ``tighten_nodes`` the LPs the branch and bound used (0 when it did not run).
+
 When HiGHS fails on the HULL polytope (it can, spuriously, on neurons whose output range is ~1e-9
 wide) the PAIR envelope is used (``envelope = "pair"``); it is looser but equally sound.
 
@@ -59,23 +74,24 @@ Example
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
-from polylens.errors import ModelError, ParameterError, SolverError
+from polylens.errors import InfeasibleError, ModelError, ParameterError, SolverError
 from polylens.jsonio import fields_dict
 from polylens.lenses.discover.toolkit import relax, with_fallback, with_max_column
 from polylens.lp import LPSolver, Polytope, Role, Rows, Sense
 from polylens.nn.margins import margins
 from polylens.nn.network import Network
 from polylens.nn.search import MarginObjective, SignedSteps, box_search
-from polylens.relax.envelopes import Envelope, Hull, check_envelope
+from polylens.relax.envelopes import Envelope, Hull, Pair, check_envelope
 from polylens.tolerances import PIXEL_CHANGE_TOL, REAL_MARGIN_GAIN
 from polylens.validation import (check_class, check_float, check_input, check_inputs, check_int, check_labels,
                                  check_network)
@@ -83,8 +99,8 @@ from polylens.validation import (check_class, check_float, check_input, check_in
 Array = np.ndarray
 
 __all__ = ["CLASSIC_PAIRS", "Concrete", "CounterfactualResult", "CounterfactualSet", "FoundBy", "Relaxed",
-           "counterfactual", "representative_image",
-           "counterfactual_pairs", "instructive_pairs"]
+           "TightenedBound", "counterfactual", "counterfactual_pairs", "instructive_pairs", "representative_image",
+           "tightened_l1_bound"]
 
 
 class Relaxed(StrEnum):
@@ -122,6 +138,8 @@ _SHRINK = 64
 _SEARCH_STEPS = 60
 _SEARCH_RESTARTS = 16
 _INNER = 5
+#: Tighten the L1 bound when the gap to the best real counterfactual exceeds this fraction of it.
+TIGHTEN_GAP = 0.1
 
 
 def _targeted_search(net: Network, starts: Array, target: int, xl: Array, xu: Array) -> Array:
@@ -143,7 +161,8 @@ class CounterfactualResult:
     relaxed counterfactual (the min-L1 LP's input; None when unreachable); ``lp_l1``: its L1 distance;
     ``l1_lower_bound``: rigorous lower bound of the L1 distance of every real input of the ball with
     logit_t - logit_k >= margin for all k (+inf when unreachable; 0 when only the boundary case of the
-    docstring gave a point). ``lp_logits`` (C,) or None: the real logits at ``lp_input``.
+    docstring gave a point), the better of the LP's (``l1_lower_bound_lp``) and the branch and bound's
+    (``tighten_nodes`` LPs; see the module docstring). ``lp_logits`` (C,) or None: the real logits at ``lp_input``.
     ``result`` (d,) or None: the concrete counterfactual (the network predicts t there), ``delta`` =
     result - original, ``changed`` bool (d,), ``l1`` (NaN when none); ``logits_before`` (C,),
     ``logits_after`` (C,) or None at the result. ``found_by``: a :class:`FoundBy` ("lp", "lp-margin",
@@ -166,6 +185,8 @@ class CounterfactualResult:
     lp_input: Array | None
     lp_l1: float
     l1_lower_bound: float
+    l1_lower_bound_lp: float
+    tighten_nodes: int
     lp_logits: Array | None
     result: Array | None
     delta: Array | None
@@ -257,14 +278,138 @@ def _solve_min_l1(base: Polytope, target: int, margin: float, x0: Array, xl: Arr
     return np.clip(sol.x[poly.inputs], xl, xu), sol
 
 
-def counterfactual(network: Any, x0: Any, label: int, target: int, *, eps: float = 0.3, margin: float = 0.0,
-                   envelope: Envelope = Hull()) -> CounterfactualResult:
+@dataclass(frozen=True)
+class TightenedBound:
+    """A branch and bound's rigorous lower bound of the L1 change (``bound``; +inf when every leaf is
+    empty: the target is unreachable), the LPs it solved (``nodes``), and whether it closed the gap to
+    the incumbent or ran out of leaves (``complete``)."""
+
+    bound: float
+    nodes: int
+    complete: bool
+
+
+@dataclass(order=True)
+class _Leaf:
+    bound: float
+    order: int
+    pre: list = field(compare=False)
+    point: Array | None = field(compare=False)
+    splittable: bool = field(compare=False, default=True)
+
+
+#: What a leaf's LP said: a safe bound (with the LP point), provably empty, or nothing to rely on.
+_EMPTY = "empty"
+
+
+def _leaf_lp(net: Network, x0: Array, target: int, margin: float, xl: Array, xu: Array, pre, envelope: Envelope):
+    """The min-L1 LP on the intervals ``pre`` (the pair envelope where HiGHS fails on a hull):
+    ``(safe bound, solution, polytope)``; ``(_EMPTY, None, None)`` when a Farkas certificate proves the
+    leaf empty (:meth:`~polylens.lp.highs.LPSolver.proves_empty`); ``(None, None, None)`` otherwise."""
+    from polylens.lp.polytope import build_polytope
+
+    for env in (envelope, Pair()) if envelope != Pair() else (envelope,):
+        try:
+            base = build_polytope(net, xl, xu, pre, env)
+        except InfeasibleError:
+            return _EMPTY, None, None       # the intervals themselves exclude every input
+        except (SolverError, ParameterError):
+            continue
+        poly, u = _min_l1_rows(base, target, margin, x0)
+        solver = LPSolver(poly)
+        try:
+            sol = solver.solve(poly.cost({u: 1.0}), Sense.MIN)
+        except InfeasibleError:
+            if solver.proves_empty():
+                return _EMPTY, None, None
+            continue
+        except SolverError:
+            continue
+        if sol.optimal:
+            return max(0.0, sol.safe_bound), sol, poly
+    return None, None, None
+
+
+def _split_choice(net: Network, sol, poly, pre) -> tuple[int, int] | None:
+    """The neuron whose relaxation is loosest at the LP optimum: |z - f(a)| times the size of its
+    outgoing weights, among neurons whose interval is still wider than 1e-9."""
+    best, where = -1.0, None
+    for l, act in enumerate(net.activations):
+        a = sol.x[poly.block(Role.PRE, l + 1)]
+        z = sol.x[poly.block(Role.POST, l + 1)]
+        L, U = pre[l]
+        out_w = np.abs(net.layers[l + 1].W).sum(axis=0)
+        score = np.abs(z - act(a)) * out_w + 1e-12 * (U - L)
+        score = np.where(U - L > 1e-9, score, -1.0)
+        j = int(np.argmax(score))
+        if score[j] > best:
+            best, where = float(score[j]), (l, j)
+    return where if best >= 0 else None
+
+
+def tightened_l1_bound(network: Network, x0: Array, target: int, margin: float, xl: Array, xu: Array, *,
+                       incumbent: float = math.inf, nodes: int = 64, envelope: Envelope = Hull()) -> TightenedBound:
+    """A rigorous lower bound of the L1 change that makes ``target`` win within the box [xl, xu], by a
+    branch and bound over the hidden neurons' pre-activation intervals (see the module docstring).
+    Stops when ``nodes`` LPs are spent, when the bound is within ``TIGHTEN_GAP`` of ``incumbent`` (the
+    best real change known), or when no leaf is left to split."""
+    from polylens.bounds import crown_ibp_bounds
+
+    net = network
+    b = crown_ibp_bounds(net, xl, xu)
+    root_pre = [(b.lower[l][0].copy(), b.upper[l][0].copy()) for l in range(net.n_hidden_layers)]
+    bound, sol, poly = _leaf_lp(net, x0, target, margin, xl, xu, root_pre, envelope)
+    used = 1
+    if bound is _EMPTY:
+        return TightenedBound(math.inf, used, True)
+    if bound is None:
+        return TightenedBound(0.0, used, False)
+    count = 0
+    heap = [_Leaf(bound, count, root_pre, (sol, poly))]
+    while heap and used < nodes:
+        leaf = heap[0]
+        if leaf.bound >= incumbent * (1 - TIGHTEN_GAP) or not leaf.splittable:
+            break
+        heapq.heappop(heap)
+        sol, poly = leaf.point
+        choice = _split_choice(net, sol, poly, leaf.pre)
+        if choice is None:
+            leaf.splittable = False
+            heapq.heappush(heap, leaf)
+            break
+        l, j = choice
+        L, U = leaf.pre[l]
+        mid = 0.5 * (L[j] + U[j])
+        for upper_half in (False, True):
+            child = [(lo.copy(), hi.copy()) for lo, hi in leaf.pre]
+            if upper_half:
+                child[l][0][j] = mid
+            else:
+                child[l][1][j] = mid
+            cb, csol, cpoly = _leaf_lp(net, x0, target, margin, xl, xu, child, envelope)
+            used += 1
+            count += 1
+            if cb is _EMPTY:
+                continue                     # proved to hold no counterfactual: the leaf is closed
+            if cb is not None:
+                heapq.heappush(heap, _Leaf(max(cb, leaf.bound), count, child, (csol, cpoly)))
+            else:                            # nothing to rely on: the parent's bound, not split again
+                heapq.heappush(heap, _Leaf(leaf.bound, count, child, None, splittable=False))
+    if not heap:
+        return TightenedBound(math.inf, used, True)
+    low = heap[0].bound
+    return TightenedBound(low, used, low >= incumbent * (1 - TIGHTEN_GAP))
+
+
+def counterfactual(network: Any, x0: Any, label: int, target: int, *, eps: float = 0.03, margin: float = 0.0,
+                   envelope: Envelope = Hull(), tighten_nodes: int = 64) -> CounterfactualResult:
     """The smallest L1 change of ``x0`` within its eps-ball (∩ [0, 1]) that makes ``target`` win over
     the polytope, with the two statuses of the module docstring.
 
     ``network``: a Network or a Model; ``x0`` (d,) in [0, 1]; ``label`` its class (for the report);
     ``target`` != label; ``margin`` >= 0 the required lead of the target's logit in the LP;
-    ``envelope`` the LP's relaxation (a hull falls back to the pair where HiGHS fails on it).
+    ``envelope`` the LP's relaxation (a hull falls back to the pair where HiGHS fails on it);
+    ``tighten_nodes``: LPs the branch and bound that tightens the L1 bound may use (0: none).
     Raises SolverError when HiGHS fails on both the HULL and the PAIR polytope (the image's own point
     lies in both, so such a failure is numerical).
     """
@@ -282,6 +427,7 @@ def counterfactual(network: Any, x0: Any, label: int, target: int, *, eps: float
     eps = check_float(eps, "eps", where, 0.0, 1.0)
     margin = check_float(margin, "margin", where, 0.0)
     envelope = check_envelope(envelope, where)
+    tighten_nodes = check_int(tighten_nodes, "tighten_nodes", where, 0, 100_000)
 
     rel = relax(net, x0[None], eps, envelope)
     xl, xu = rel.xl[0], rel.xu[0]
@@ -311,7 +457,8 @@ def counterfactual(network: Any, x0: Any, label: int, target: int, *, eps: float
                   input_shape=tuple(net.input_shape))
     if mm.safe_bound < margin:
         return CounterfactualResult(relaxed=Relaxed.UNREACHABLE, concrete=Concrete.NOT_ACHIEVED, lp_input=None,
-                                    lp_l1=math.nan, l1_lower_bound=math.inf, lp_logits=None, result=None, delta=None,
+                                    lp_l1=math.nan, l1_lower_bound=math.inf, l1_lower_bound_lp=math.inf,
+                                    tighten_nodes=0, lp_logits=None, result=None, delta=None,
                                     changed=None, l1=math.nan, logits_after=None, found_by=FoundBy.UNREACHABLE,
                                     found_eps=math.nan,
                                     found_margin=math.nan, shrink=math.nan, lp_point_achieved=False, candidates={},
@@ -416,8 +563,16 @@ def counterfactual(network: Any, x0: Any, label: int, target: int, *, eps: float
     else:
         delta = after = changed = None
         concrete, l1 = Concrete.NOT_ACHIEVED, math.nan
+    l1_lp, tightened, nodes = l1_lower, l1_lower, 0
+    open_gap = math.isnan(l1) or l1 - l1_lower > TIGHTEN_GAP * l1
+    if tighten_nodes > 0 and open_gap:
+        tb = tightened_l1_bound(net, x0, target, margin, xl, xu, incumbent=l1, nodes=tighten_nodes,
+                                envelope=envelope)
+        tightened, nodes = max(l1_lower, tb.bound), tb.nodes
+        solves += tb.nodes
     return CounterfactualResult(relaxed=Relaxed.REACHED, concrete=concrete, lp_input=lp_x, lp_l1=lp_l1,
-                                l1_lower_bound=l1_lower, lp_logits=lp_logits, result=result, delta=delta,
+                                l1_lower_bound=tightened, l1_lower_bound_lp=l1_lp, tighten_nodes=nodes,
+                                lp_logits=lp_logits, result=result, delta=delta,
                                 changed=changed, l1=l1, logits_after=after, found_by=found_by, found_eps=found_eps,
                                 found_margin=used_margin,
                                 shrink=shrink, lp_point_achieved=lp_ok, candidates=best_l1, lp_solves=solves,
@@ -486,7 +641,8 @@ def representative_image(net: Network, x: Array, y: Array, label: int) -> int:
 
 
 def counterfactual_pairs(network: Any, x: Any = None, y: Any = None, pairs: Sequence[tuple[int, int]] | None = None, *,
-                         eps: float = 0.3, margin: float = 0.0, envelope: Envelope = Hull()) -> CounterfactualSet:
+                         eps: float = 0.03, margin: float = 0.0, envelope: Envelope = Hull(),
+                         tighten_nodes: int = 64) -> CounterfactualSet:
     """A counterfactual for each (label a, target b) of ``pairs`` (default :func:`instructive_pairs`),
     from a representative image of a (the correctly classified image of a nearest to their mean).
     ``network`` may be a Model, whose test split is used when x, y are not given."""
@@ -505,6 +661,6 @@ def counterfactual_pairs(network: Any, x: Any = None, y: Any = None, pairs: Sequ
                                  f"Got {p!r} instead.") from None
         checked.append((check_class(a, net.n_classes, "pairs", where), check_class(b, net.n_classes, "pairs", where)))
     idx = np.array([representative_image(net, x, y, a) for a, _ in checked], np.int64)
-    results = tuple(counterfactual(net, x[i], a, b, eps=eps, margin=margin, envelope=envelope)
-                    for i, (a, b) in zip(idx, checked))
+    results = tuple(counterfactual(net, x[i], a, b, eps=eps, margin=margin, envelope=envelope,
+                                   tighten_nodes=tighten_nodes) for i, (a, b) in zip(idx, checked))
     return CounterfactualSet(tuple(checked), idx, results)

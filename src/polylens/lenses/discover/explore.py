@@ -141,13 +141,17 @@ def signatures_payload(session, params: Mapping[str, Any]) -> dict:
 
 
 def prototypes_payload(session, params: Mapping[str, Any]) -> dict:
-    """Max-margin prototypes, one per digit."""
+    """Max-margin prototypes, one per digit, and the strip of each digit over growing radii."""
     from polylens.lenses.discover.prototypes import prototypes
+
+    from polylens.lenses.discover.prototypes import prototype_sweep
 
     _need_images(session, "prototype")
     opts = session.options_for("prototypes")
-    return {"result": jsonable(prototypes(session.network, session.data.x, session.data.y, eps=opts.eps,
-                                          lam=opts.lam))}
+    main = prototypes(session.network, session.data.x, session.data.y, eps=opts.eps, lam=opts.lam)
+    strip = (prototype_sweep(session.network, session.data.x, session.data.y, opts.strip, (opts.lam,))
+             if opts.strip else None)
+    return {"result": jsonable(main), "strip": None if strip is None else jsonable(strip)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -71,23 +71,52 @@ class PrototypesOptions(LensOptions):
     where = "prototypes"
     eps: float = option(0.1, "Radius of the ball around each digit's best image.", lo=0.0, hi=1.0)
     lam: float = option(0.01, "Price per unit of ink moved (L1).", lo=0.0)
+    strip: tuple[float, ...] = option((0.05, 0.1, 0.2, 0.5, 1.0), "Radii of the strip drawn per digit (1: the "
+                                      "whole box [0, 1]^d); empty for none.", lo=0.0, hi=1.0)
 
 
-def _prototypes(model, data, o: PrototypesOptions, ctx: RunContext = RunContext()):
-    from polylens.lenses.discover.prototypes import prototypes
+@dataclass(frozen=True, eq=False)
+class Prototypes:
+    """The prototype of each digit at the lens's radius (:class:`~polylens.lenses.discover.prototypes.
+    PrototypeResult`) and the strip over growing radii (:class:`~polylens.lenses.discover.prototypes.
+    PrototypeSweepResult`, or None)."""
 
-    return prototypes(model, data.x, data.y, eps=o.eps, lam=o.lam)
+    main: Any
+    strip: Any
+
+    def __getattr__(self, name):  # the main result's fields read through (r.digits, r.prototype_margin, ...)
+        if name in ("main", "strip"):
+            raise AttributeError(name)
+        return getattr(self.main, name)
+
+    def to_dict(self) -> dict:
+        return {**self.main.to_dict(), "strip": None if self.strip is None else self.strip.to_dict()}
+
+    def _repr_html_(self) -> str:
+        from polylens.report.html import section_fragment
+
+        return section_fragment(_prototypes_section(self, SectionContext(None, None, draw=False)))
 
 
-def _prototypes_section(result, ctx: SectionContext):
-    return sections.prototypes_section(result, draw=ctx.draw)
+def _prototypes(model, data, o: PrototypesOptions, ctx: RunContext = RunContext()) -> Prototypes:
+    from polylens.lenses.discover.prototypes import prototype_sweep, prototypes
+
+    main = prototypes(model, data.x, data.y, eps=o.eps, lam=o.lam)
+    strip = prototype_sweep(model, data.x, data.y, o.strip, (o.lam,)) if o.strip else None
+    return Prototypes(main, strip)
+
+
+def _prototypes_section(result: Prototypes, ctx: SectionContext):
+    return sections.prototypes_section(result.main, draw=ctx.draw, strip=result.strip)
 
 
 PROTOTYPES = Lens(
     name="prototypes", title="Prototypes", family="discover",
-    summary="Max-margin prototypes: the image near each digit's best example that the LP says is most that digit.",
+    summary="Max-margin prototypes: the image near each digit's best example that is most that digit, with proven "
+            "bounds, and a strip over growing radii.",
     options=PrototypesOptions, run=_prototypes, section=_prototypes_section,
     show=lambda r, con, o: _first_table(r, con, _prototypes_section),
+    quick={"strip": (0.1, 1.0)},
     view=View(module="prototypes.js", order=70, payloads={"main": Payload(explore.prototypes_payload, background=True)}),
 )
 
@@ -99,8 +128,10 @@ PROTOTYPES = Lens(
 @dataclass(frozen=True)
 class CounterfactualsOptions(LensOptions):
     where = "counterfactuals"
-    eps: float = option(0.3, "Radius of the ball the change must stay in.", lo=0.0, hi=1.0)
+    eps: float = option(0.03, "Radius of the ball the change must stay in.", lo=0.0, hi=1.0)
     pairs: int = option(4, "How many (label, target) pairs: the confusions the network makes most.", lo=1, hi=100)
+    tighten: int = option(64, "LPs the branch and bound may spend per pair to tighten the proven L1 bound where "
+                              "the gap to the best real change is large (0: none).", lo=0, hi=100_000)
 
 
 def _counterfactuals(model, data, o: CounterfactualsOptions, ctx: RunContext = RunContext()):
@@ -108,7 +139,7 @@ def _counterfactuals(model, data, o: CounterfactualsOptions, ctx: RunContext = R
 
     net = model.network
     pairs = instructive_pairs(net, data.x, data.y, n=o.pairs)
-    return counterfactual_pairs(net, data.x, data.y, pairs, eps=o.eps)
+    return counterfactual_pairs(net, data.x, data.y, pairs, eps=o.eps, tighten_nodes=o.tighten)
 
 
 def _counterfactuals_section(result, ctx: SectionContext):
@@ -120,8 +151,8 @@ COUNTERFACTUALS = Lens(
     summary="Counterfactuals: the smallest change (L1) that turns one digit into another, with proven lower bounds.",
     options=CounterfactualsOptions, run=_counterfactuals, section=_counterfactuals_section,
     show=lambda r, con, o: _first_table(r, con, _counterfactuals_section),
-    quick={"pairs": 1},
-    view=View(order=80),
+    quick={"pairs": 1, "tighten": 4},
+    view=View(order=80, options={"tighten": 8}),
 )
 
 

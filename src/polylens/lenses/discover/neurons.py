@@ -56,7 +56,7 @@ from polylens.lp.tighten import lp_tightened_bounds
 from polylens.nn.linearise import neuron_values_and_gradients
 from polylens.nn.model import Model
 from polylens.nn.network import Network, NeuronId
-from polylens.nn.search import AdaptiveSteps, box_search
+from polylens.nn.search import AdaptiveSteps, L1Priced, box_search
 from polylens.relax.envelopes import Envelope, Hull, check_envelope
 from polylens.validation import (check_bool, check_enum, check_float, check_inputs, check_int, check_labels,
                                  check_network)
@@ -76,20 +76,16 @@ REFINE_STEPS = AdaptiveSteps(first=0.25, grow=1.5, shrink=0.5, largest=1.0, smal
 
 @dataclass(frozen=True, eq=False)
 class _NeuronObjective:
-    """F(x) = sign * z(x) - penalty * ||x - mean||_1 per row, for the neuron (layer[r], neuron[r])."""
+    """sign * z(x) per row, for the neuron (layer[r], neuron[r]) (the L1 pull is :class:`L1Priced`)."""
 
     network: Network
     layer: Array
     neuron: Array
     sign: Array
-    mean: Array
-    penalty: float
 
     def value_and_gradient(self, P: Array) -> tuple[Array, Array]:
         v, g = neuron_values_and_gradients(self.network, P, self.layer, self.neuron)
-        F = self.sign * v - self.penalty * np.abs(P - self.mean).sum(axis=1)
-        G = self.sign[:, None] * g - self.penalty * np.sign(P - self.mean)
-        return F, G
+        return self.sign * v, self.sign[:, None] * g
 
     def value(self, P: Array) -> Array:
         return self.value_and_gradient(P)[0]
@@ -99,8 +95,8 @@ def _refine(network: Network, starts: Array, layer: Array, neuron: Array, sign: 
             penalty: float, steps: int) -> tuple[Array, Array]:
     """Ascent of F(x) = sign * z(x) - penalty * ||x - mean||_1 over [0, 1]^d, one row per start, with
     :data:`REFINE_STEPS`. Returns the best point of each row and its F (never worse than the start)."""
-    r = box_search(_NeuronObjective(network, layer, neuron, sign, mean, penalty), starts, 0.0, 1.0, steps=steps,
-                   schedule=REFINE_STEPS)
+    objective = L1Priced(_NeuronObjective(network, layer, neuron, sign), mean, penalty)
+    r = box_search(objective, starts, 0.0, 1.0, steps=steps, schedule=REFINE_STEPS)
     return r.x, r.value
 
 

@@ -24,11 +24,16 @@ What is reported, and what is guaranteed:
   ``prototype_margin`` at the reported prototype.
 
 The LP's input need not do well on the real network (the relaxation is loose), so the prototype is
-chosen to guarantee ``prototype_margin >= start_margin``: the LP point when its real margin beats the
-start's by more than ``REAL_MARGIN_GAIN`` (``source = "lp"``); else the best point of a line search
-``x0 + alpha * (x_lp - x0)``, alpha in {1/steps, ..., 1} when it beats the start by that much
-(``"line"``); else x0 itself (``"start"``). Every candidate lies in the ball (a convex set holding
-both ends). When HiGHS fails on the HULL polytope, the PAIR envelope is tried (``envelope``); when
+found on the real network, guided by the LP: first the LP point when its real margin beats the
+start's by more than ``REAL_MARGIN_GAIN`` (``source = "lp"``), else the best point of a line search
+``x0 + alpha * (x_lp - x0)``, alpha in {1/steps, ..., 1}, when it beats the start by that much
+(``"line"``), else x0 itself (``"start"``); then a projected ascent of the real objective
+``F(x) = margin(x) - lam * ||x - x0||_1`` inside the ball (:class:`polylens.nn.search.L1Priced`,
+adaptive steps that accept only improvements), started from that point and from x0. The prototype is
+the candidate with the largest F (``"ascent"`` when the ascent found it). Since F(x0) = margin(x0)
+and every F is at most the margin, ``prototype_margin >= start_margin`` always; and since every
+candidate lies in the ball (a convex set holding x0 and the LP point, and the ascent is projected on
+it), ``prototype_margin <= margin_upper``. When HiGHS fails on the HULL polytope, the PAIR envelope is tried (``envelope``); when
 that fails too, the prototype is x0 (``lp_status = "failed"``).
 
 Example
@@ -53,8 +58,10 @@ from polylens.errors import ParameterError
 from polylens.jsonio import fields_dict
 from polylens.lenses.discover.toolkit import relax, with_fallback, with_max_column
 from polylens.lp import LPSolver, Role, Sense
+from polylens.bounds import input_box
 from polylens.nn.margins import margins
 from polylens.nn.network import Network
+from polylens.nn.search import AdaptiveSteps, L1Priced, MarginObjective, SignedSteps, box_search
 from polylens.relax.envelopes import Envelope, Hull, check_envelope
 from polylens.tolerances import PIXEL_CHANGE_TOL, REAL_MARGIN_GAIN
 from polylens.validation import check_classes, check_float, check_inputs, check_int, check_labels, check_network
@@ -70,6 +77,7 @@ class Source(StrEnum):
 
     LP = "lp"
     LINE = "line"
+    ASCENT = "ascent"
     START = "start"
 
 
@@ -92,8 +100,9 @@ class PrototypeResult:
     ``start_logits`` / ``prototype_logits`` (D, C). LP figures (D,): ``lp_objective`` (solver value),
     ``lp_safe_bound`` (rigorous upper bound of max margin - lam * L1), ``lp_margin`` (logit_c - t at the
     optimum), ``margin_upper`` (rigorous upper bound of the real margin anywhere in the ball).
-    ``source`` (D,): :class:`Source` LP, LINE or START; ``alpha`` (D,): the step along x0 -> x_lp used
-    (1, in (0, 1), or 0); ``envelope`` (D,): "hull"/"pair" as built, the fallback "pair", or "" when it
+    ``source`` (D,): :class:`Source` LP, LINE, ASCENT or START; ``alpha`` (D,): the step along x0 -> x_lp
+    of the point the ascent started from (1, in (0, 1), or 0); ``objective`` (D,): the real objective
+    ``prototype_margin - lam * l1`` of the prototype; ``envelope`` (D,): "hull"/"pair" as built, the fallback "pair", or "" when it
     failed; ``lp_status`` (D,): :class:`LPStatus` OPTIMAL or FAILED.
     """
 
@@ -126,6 +135,7 @@ class PrototypeResult:
     alpha: Array
     envelope: tuple[str, ...]
     lp_status: tuple[LPStatus, ...]
+    objective: Array
     seconds: float
 
     def to_dict(self) -> dict:
@@ -142,9 +152,10 @@ class PrototypeResult:
 class PrototypeSweepResult:
     """Prototypes over a grid of radii and prices. E = len(eps), M = len(lam), D = len(digits).
 
-    ``start_index`` and ``start_margin`` (D,); ``real_margin`` (E, M, D) the prototype's real margin;
-    ``n_changed`` int (E, M, D); ``l1`` (E, M, D); ``lp_safe_bound`` (E, M, D); ``margin_upper`` (E, D);
-    ``source`` str (E, M, D) ("lp", "line", "start").
+    ``start_index`` and ``start_margin`` (D,); ``start`` (D, d) the start images; ``prototype``
+    (E, M, D, d) the prototypes; ``real_margin`` (E, M, D) the prototype's real margin; ``n_changed`` int
+    (E, M, D); ``l1`` (E, M, D); ``lp_safe_bound`` (E, M, D); ``margin_upper`` (E, D); ``source`` str
+    (E, M, D) ("lp", "line", "ascent", "start"); ``input_shape``.
     """
 
     eps: Array
@@ -152,12 +163,15 @@ class PrototypeSweepResult:
     digits: tuple[int, ...]
     start_index: Array
     start_margin: Array
+    start: Array
+    prototype: Array
     real_margin: Array
     n_changed: Array
     l1: Array
     lp_safe_bound: Array
     margin_upper: Array
     source: Array
+    input_shape: tuple[int, ...]
     seconds: float
 
     def to_dict(self) -> dict:
@@ -260,6 +274,40 @@ def _choose(net: Network, x0: Array, lp_x: Array, labels: Array, steps: int):
     return proto, alphas[j], source, np.stack([start, at_lp, m[np.arange(D), j]])
 
 
+#: The ascent on the real network: steps per run; the runs start from the point the LP guided to, from
+#: the LP point itself and from x0, each with signed steps (PGD-like, explores) and adaptive steps
+#: (accepts only improvements, polishes).
+ASCENT_STEPS = 300
+
+
+def _refine(net: Network, x0: Array, chosen: Array, lp_x: Array, labels: Array, lam: float, eps: float,
+            source: list[Source], inner: Array | None = None):
+    """The best of x0, the chosen point and the ascents, by the real objective F = margin - lam * ||x - x0||_1
+    inside the ball (see the module docstring). ``inner`` (D, d): prototypes of a smaller ball, one more
+    start (so that a strip over growing radii never gets worse). Returns (prototype (D, d), source list,
+    F (D,))."""
+    D, d = x0.shape
+    if eps == 0.0:
+        return x0.copy(), [Source.START] * D, margins(net(x0), labels)[0]
+    xl, xu = input_box(x0, eps)
+    starts = [chosen, lp_x, x0] + ([inner] if inner is not None else [])
+    S = len(starts)
+    objective = L1Priced(MarginObjective(net, np.tile(labels, S)), np.vstack([x0] * S), lam)
+    lo, hi = np.vstack([xl] * S), np.vstack([xu] * S)
+    runs = [box_search(objective, np.vstack(starts), lo, hi, steps=ASCENT_STEPS, schedule=schedule)
+            for schedule in (SignedSteps(first=0.25), AdaptiveSteps(first=min(0.25, eps), largest=min(1.0, 2 * eps),
+                                                                      smallest=1e-9 * max(eps, 1e-3)))]
+    one = L1Priced(MarginObjective(net, labels), x0, lam)
+    cand = np.concatenate([x0[None], chosen[None]] + [r.x.reshape(S, D, d) for r in runs])
+    F = np.concatenate([one.value(x0)[None], one.value(chosen)[None]] + [r.value.reshape(S, D) for r in runs])
+    best = np.zeros(D, np.int64)
+    for k in range(1, len(cand)):                                   # a later candidate must gain
+        best = np.where(F[k] > F[best, np.arange(D)] + REAL_MARGIN_GAIN, k, best)
+    proto = cand[best, np.arange(D)]
+    src = [Source.START if b == 0 else source[i] if b == 1 else Source.ASCENT for i, b in enumerate(best)]
+    return proto, src, F[best, np.arange(D)]
+
+
 def _check_common(network, x, y, digits, envelope, steps, where):
     net, _ = check_network(network, where)
     x = check_inputs(x, net.input_dim, where)
@@ -292,7 +340,8 @@ def prototypes(network: Any, x: Any, y: Any, *, eps: float = 0.1, lam: float = 0
     idx = _start_images(net, x, y, digits, where)
     x0, labels = x[idx], np.array(digits, np.int64)
     sol = _solve(net, x0, labels, eps, [lam], envelope)
-    proto, alpha, source, mg = _choose(net, x0, sol.lp_x[0], labels, steps)
+    chosen, alpha, source, mg = _choose(net, x0, sol.lp_x[0], labels, steps)
+    proto, source, F = _refine(net, x0, chosen, sol.lp_x[0], labels, lam, eps, source)
     delta = proto - x0
     changed = np.abs(delta) > PIXEL_CHANGE_TOL
     failed = np.array([s is not LPStatus.OPTIMAL for s in sol.status])
@@ -304,11 +353,11 @@ def prototypes(network: Any, x: Any, y: Any, *, eps: float = 0.1, lam: float = 0
         input_shape=tuple(net.input_shape),
         start_index=idx, start=x0, prototype=proto, delta=delta, changed=changed, n_changed=changed.sum(axis=1),
         l1=np.abs(delta).sum(axis=1), lp_input=lp_input, start_margin=mg[0],
-        lp_point_margin=np.where(failed, np.nan, mg[1]), prototype_margin=mg[2],
+        lp_point_margin=np.where(failed, np.nan, mg[1]), prototype_margin=margins(net(proto), labels)[0],
         runner_up_before=margins(lg0, labels)[1], runner_up_after=margins(lg1, labels)[1], start_logits=lg0,
         prototype_logits=lg1, lp_objective=sol.objective[0], lp_safe_bound=sol.safe[0], lp_margin=sol.lp_margin[0],
         margin_upper=sol.margin_upper, source=tuple(source), alpha=alpha, envelope=sol.envelope,
-        lp_status=sol.status, seconds=time.perf_counter() - t0)
+        lp_status=sol.status, objective=F, seconds=time.perf_counter() - t0)
 
 
 def prototype_sweep(network: Any, x: Any, y: Any, eps_list: Sequence[float], lam_list: Sequence[float], *,
@@ -334,19 +383,25 @@ def prototype_sweep(network: Any, x: Any, y: Any, eps_list: Sequence[float], lam
     l1 = np.zeros((E, M, D))
     safe = np.zeros((E, M, D))
     mup = np.zeros((E, D))
-    source = np.empty((E, M, D), dtype="<U5")
-    start_margin = None
-    for a, e in enumerate(eps_arr):
+    source = np.empty((E, M, D), dtype="<U6")
+    protos = np.zeros((E, M, D, x0.shape[1]))
+    start_margin = margins(net(x0), labels)[0]
+    inner: dict[int, Array] = {}  # per price, the prototypes of the largest radius done so far
+    for a in np.argsort(eps_arr, kind="stable"):  # growing radii: each ball holds the smaller ones
+        e = eps_arr[a]
         sol = _solve(net, x0, labels, float(e), lam_arr.tolist(), envelope)
         mup[a] = sol.margin_upper
         for b in range(M):
-            proto, _, src, mg = _choose(net, x0, sol.lp_x[b], labels, steps)
-            start_margin = mg[0]
+            chosen, _, src, _ = _choose(net, x0, sol.lp_x[b], labels, steps)
+            proto, src, _ = _refine(net, x0, chosen, sol.lp_x[b], labels, float(lam_arr[b]), float(e), src,
+                                    inner.get(b))
+            inner[b] = proto
+            protos[a, b] = proto
             delta = proto - x0
-            real[a, b] = mg[2]
+            real[a, b] = margins(net(proto), labels)[0]
             n_changed[a, b] = (np.abs(delta) > PIXEL_CHANGE_TOL).sum(axis=1)
             l1[a, b] = np.abs(delta).sum(axis=1)
             safe[a, b] = sol.safe[b]
             source[a, b] = src
-    return PrototypeSweepResult(eps_arr, lam_arr, digits, idx, start_margin, real, n_changed, l1, safe, mup, source,
-                                time.perf_counter() - t0)
+    return PrototypeSweepResult(eps_arr, lam_arr, digits, idx, start_margin, x0, protos, real, n_changed, l1, safe,
+                                mup, source, tuple(net.input_shape), time.perf_counter() - t0)

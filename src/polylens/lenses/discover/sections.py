@@ -90,18 +90,24 @@ def signatures_section(sig, neuron_names: Mapping[str, str] | None = None, draw:
 
 
 PROTOTYPES_INTRO = """\
-For each digit, start from its best test image (largest real margin) and let the LP move it within an
-eps-ball: maximise the worst-case margin of the digit minus a price lam per unit of ink moved. The LP's
-optimum is a point of the relaxation; the prototype shown is the LP point when the real network agrees it
-is better than the start, else the best point on the segment towards it, else the start itself (so the
-prototype's real margin is never below the start's). The change is blue where ink was added and red where
-it was removed. "margin <=" is a proven upper bound on the real margin of any image in the ball."""
+For each digit, start from its best test image (largest real margin) and move it within an eps-ball to
+maximise the digit's margin minus a price lam per unit of ink moved. The LP over the polytope says where to
+go and proves how far one can get; the real network decides: the prototype is the best of the LP's point,
+the segment towards it, and a projected ascent of the real priced margin started from them and from the
+start image, so its real margin is never below the start's. The change is blue where ink was added and red
+where it was removed. "margin <=" is a proven upper bound on the real margin of any image in the ball.
+
+The strip repeats this over growing radii, up to the whole box [0, 1]^d: what the network would draw if it
+could draw. Under each image: its real margin m and the proven bound on every image of that ball. Where
+the two meet, the prototype is as typical as the digit can get; where the bound stays flat as the ball
+grows, no image anywhere is more that digit."""
 
 
-def prototypes_section(proto, draw: bool = True) -> Section:
-    """The prototypes section from a :class:`~polylens.lenses.discover.prototypes.PrototypeResult`
+def prototypes_section(proto, draw: bool = True, strip=None) -> Section:
+    """The prototypes section from a :class:`~polylens.lenses.discover.prototypes.PrototypeResult` and
+    optionally its strip (a :class:`~polylens.lenses.discover.prototypes.PrototypeSweepResult` over radii)
     (``draw=False``: no figures)."""
-    from polylens.report.figures import prototype_panels
+    from polylens.report.figures import prototype_panels, prototype_strip
 
     digits = list(proto.digits)
     figs = []
@@ -119,9 +125,32 @@ def prototypes_section(proto, draw: bool = True) -> Section:
     table = Table("prototypes", ("digit", "start image", "start margin", "prototype margin", "margin <= (proven)",
                                  "LP margin (relaxed)", "source", "changed pixels", "L1 change", "LP status"), rows,
                   f"eps={proto.eps:g}, lam={proto.lam:g}")
+    tables = [table]
+    data = proto.to_dict()
+    if strip is not None:
+        radii = [float(e) for e in strip.eps]
+        order = np.argsort(strip.eps, kind="stable")
+        m, up = strip.real_margin[order, 0], strip.margin_upper[order]
+        if draw and _is_image(proto.input_shape):
+            figs.append(_fig(prototype_strip(strip.start, strip.prototype[order, 0], [radii[k] for k in order],
+                                             proto.input_shape, m, up, strip.start_margin,
+                                             [f"digit {d}" for d in strip.digits],
+                                             title=f"Prototypes over growing radii (lam={float(strip.lam[0]):g}): "
+                                                   "real margin m and its proven bound"),
+                             "prototype-strip", "Per digit: the start image and its prototype at each radius, up to "
+                             "the whole box; m is the real margin, '<=' the proven bound over the ball.",
+                             "Prototype strips per digit over radii"))
+        srows = tuple((d, radii[k], _f(strip.real_margin[k, 0, i]), _f(strip.margin_upper[k, i]),
+                       _f(strip.margin_upper[k, i] - strip.real_margin[k, 0, i]), int(strip.n_changed[k, 0, i]),
+                       _f(strip.l1[k, 0, i]), str(strip.source[k, 0, i]))
+                      for i, d in enumerate(strip.digits) for k in order)
+        tables.append(Table("prototype-strip", ("digit", "eps", "real margin", "margin <= (proven)", "gap",
+                                                "changed pixels", "L1 change", "source"), srows,
+                            "The strip: every digit at every radius", show=False))
+        data = {**data, "strip": strip.to_dict()}
     note = "" if _is_image(proto.input_shape) else "The input is not a 2-D image: the image figure is left out."
     return Section("prototypes", "Prototypes: the most typical nearby image", PROTOTYPES_INTRO, figures=tuple(figs),
-                   tables=(table,), note=note, data=proto.to_dict())
+                   tables=tuple(tables), note=note, data=data)
 
 
 COUNTERFACTUALS_INTRO = """\
@@ -129,7 +158,11 @@ The smallest change (in L1) to a representative image of one digit that makes th
 for pairs the network actually confuses. Two statuses are kept apart: "relaxed" says whether the LP
 relaxation can reach the target at all ("unreachable" is a proof that no image in the ball is classified as
 the target); "concrete" says whether a real image was found that the network really classifies as the
-target. "L1 >=" is a proven lower bound on the change any real counterfactual in the ball needs."""
+target. "L1 >=" is a proven lower bound on the change any real counterfactual in the ball needs, "L1" the
+change of the best real counterfactual found: the true smallest change lies between the two. Where the LP's
+own bound leaves a large gap, a branch and bound over the hidden neurons' intervals tightens it (each half
+of a neuron's interval gets tighter envelopes; the bound is the smallest over the open halves, empty halves
+closed by Farkas certificates); the figure shows both bounds against the real change."""
 
 
 def _found_by(r) -> str:
@@ -139,13 +172,22 @@ def _found_by(r) -> str:
 
 def counterfactuals_section(cfs) -> Section:
     """The counterfactuals section from a :class:`~polylens.lenses.discover.counterfactuals.CounterfactualSet`."""
-    from polylens.report.figures import counterfactual_triptych
+    from polylens.report.figures import counterfactual_gaps, counterfactual_triptych
 
     figs, rows = [], []
+    if cfs.results:
+        figs.append(_fig(counterfactual_gaps([f"{a} -> {b}" for a, b in cfs.pairs],
+                                             [r.l1_lower_bound_lp for r in cfs.results],
+                                             [r.l1_lower_bound for r in cfs.results], [r.l1 for r in cfs.results]),
+                         "counterfactual-gaps", "Per pair: the proven lower bound of the L1 change (after "
+                         "tightening; thin bar: the LP alone) and the best real counterfactual (dot).",
+                         "Counterfactual lower bounds against real changes", svg=True))
     for idx, (a, b), r in zip(cfs.indices, cfs.pairs, cfs.results):
         how = _found_by(r)
-        rows.append((f"{a} -> {b}", int(idx), r.relaxed, r.concrete, how, _f(r.l1_lower_bound), _f(r.lp_l1),
-                     _f(r.l1), None if r.changed is None else int(np.sum(r.changed)), _f(r.max_margin_upper)))
+        gap = r.l1 - r.l1_lower_bound if np.isfinite(r.l1_lower_bound) else None
+        rows.append((f"{a} -> {b}", int(idx), r.relaxed, r.concrete, how, _f(r.l1_lower_bound),
+                     _f(r.l1_lower_bound_lp), _f(r.l1), _f(gap), int(r.tighten_nodes),
+                     None if r.changed is None else int(np.sum(r.changed)), _f(r.max_margin_upper)))
         if not _is_image(r.input_shape):
             continue
         if r.result is not None:
@@ -160,9 +202,9 @@ def counterfactuals_section(cfs) -> Section:
                                                  original_title=f"original: {a}", result_title=res_title),
                          f"counterfactual-{a}-to-{b}", title, f"Counterfactual triptych {a} to {b}"))
     eps = cfs.results[0].eps if cfs.results else float("nan")
-    table = Table("counterfactuals", ("pair", "image", "relaxed", "concrete", "found by", "L1 >= (proven)", "LP L1",
-                                      "L1", "changed pixels", "max margin <= (proven)"), tuple(rows),
-                  f"eps={eps:g}")
+    table = Table("counterfactuals", ("pair", "image", "relaxed", "concrete", "found by", "L1 >= (proven)",
+                                      "L1 >= (LP alone)", "L1", "gap", "tightening LPs", "changed pixels",
+                                      "max margin <= (proven)"), tuple(rows), f"eps={eps:g}")
     note = "" if (not cfs.results or _is_image(cfs.results[0].input_shape)) else \
         "The input is not a 2-D image: the triptychs are left out."
     return Section("counterfactuals", "Counterfactuals: the smallest change to another digit", COUNTERFACTUALS_INTRO,
