@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from polylens.errors import ParameterError
 
-__all__ = ["MatrixLP"]
+__all__ = ["LPMatrix", "MatrixLP"]
 
 Array = np.ndarray
 
@@ -39,8 +39,29 @@ def _ro(a, dtype=np.float64) -> Array:
     return out
 
 
+class LPMatrix:
+    """What the safe dual bound reads from an LP's sparse constraint matrix ``A`` (m, n), computed
+    once per LP: shared by :class:`MatrixLP` and :class:`~polylens.lp.polytope.Polytope`."""
+
+    A: sp.spmatrix
+
+    @cached_property
+    def At(self) -> sp.csr_matrix:
+        """A transposed (n, m), for dual computations."""
+        return self.A.T.tocsr()
+
+    @cached_property
+    def abs_At(self) -> sp.csr_matrix:
+        return abs(self.At)
+
+    @cached_property
+    def max_col_nnz(self) -> int:
+        """The most nonzeros in one column of A (the length of the longest sum in A^T y)."""
+        return int(np.diff(sp.csc_matrix(self.A).indptr).max(initial=0))
+
+
 @dataclass(frozen=True, eq=False)
-class MatrixLP:
+class MatrixLP(LPMatrix):
     """``row_lo <= A v <= row_hi``, ``col_lo <= v <= col_hi``. Shapes: A (m, n) sparse; row bounds
     (m,) (infinite where a side is absent); column bounds (n,), finite. ``names``: optional names of
     the columns and rows (for ``.lp``/``.mps`` dumps), default ``v[j]`` and ``r[i]``."""
@@ -89,19 +110,6 @@ class MatrixLP:
     def n_cols(self) -> int:
         return int(self.A.shape[1])
 
-    @cached_property
-    def At(self) -> sp.csr_matrix:
-        """A transposed (n, m), for dual computations."""
-        return self.A.T.tocsr()
-
-    @cached_property
-    def abs_At(self) -> sp.csr_matrix:
-        return abs(self.At)
-
-    @cached_property
-    def max_col_nnz(self) -> int:
-        """The most nonzeros in one column of A (the length of the longest sum in A^T y)."""
-        return int(np.diff(self.A.tocsc().indptr).max(initial=0))
 
     @cached_property
     def col_mag(self) -> Array:

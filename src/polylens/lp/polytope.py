@@ -41,6 +41,7 @@ import scipy.sparse as sp
 
 from polylens.bounds.common import interval_affine
 from polylens.errors import InfeasibleError, ParameterError
+from polylens.lp.matrix import LPMatrix
 from polylens.lp.pattern import OFF, ON, ActivationPattern
 from polylens.nn.activations import Activation, Family
 from polylens.nn.network import Network, NeuronId
@@ -135,7 +136,7 @@ class Extension:
 
 
 @dataclass(frozen=True, eq=False)
-class Polytope:
+class Polytope(LPMatrix):
     """An LP relaxation of ``network`` over the box [xl, xu] (see the module docstring).
 
     Shapes: n = number of columns, m = number of rows.
@@ -277,19 +278,6 @@ class Polytope:
                                  Rows(f"{name}>=x0-x", {name: eye, x: eye}, x0, inf)])
 
     # -- derived, cached ----------------------------------------------------------------------
-
-    @cached_property
-    def At(self) -> sp.csr_matrix:
-        """A transposed (n, m), for dual computations."""
-        return self.A.T.tocsr()
-
-    @cached_property
-    def abs_At(self) -> sp.csr_matrix:
-        return abs(self.At)
-
-    @cached_property
-    def max_col_nnz(self) -> int:
-        return int(np.diff(self.A.indptr).max(initial=0))
 
     @cached_property
     def col_mag(self) -> Array:

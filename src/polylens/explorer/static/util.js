@@ -44,6 +44,20 @@ export function fill(el, ...children) {
 }
 
 /** Format a number for display: fixed digits, "–" for null/undefined. */
+/** Draw a background payload that is not ready: "running" (a muted line with id ``statusId``), an
+ * error or an unavailable note. Returns true when it drew something (the caller stops there). */
+export function notReady(root, head, payload, statusId, message) {
+  if (!payload || payload.status === "running") {
+    fill(root, head, h("div", {class: "muted", id: statusId}, message));
+    return true;
+  }
+  if (payload.status === "error" || payload.available === false) {
+    fill(root, head, h("div", {class: "bad"}, payload.error || payload.note));
+    return true;
+  }
+  return false;
+}
+
 export function fmt(v, digits = 3) {
   if (v === null || v === undefined || Number.isNaN(v)) return "–";
   if (v === Infinity) return "+∞";

@@ -1,17 +1,10 @@
 // Prototypes: for each digit, its best test image moved by the max-margin LP (blue: ink added, red:
 // removed), with the real margin before and after and the proven bound. Fields of PrototypeResult.
 
-import { h, fill, fmt, signed, imageSvg } from "polylens/util.js";
+import { h, fill, fmt, signed, imageSvg, notReady } from "polylens/util.js";
 export function renderPrototypes(root, model, payload, onSample) {
   const head = h("h2", {}, "Prototypes");
-  if (!payload || payload.status === "running") {
-    fill(root, head, h("div", {class: "muted", id: "prototypes-status"}, "computing the max-margin prototypes…"));
-    return;
-  }
-  if (payload.status === "error" || payload.available === false) {
-    fill(root, head, h("div", {class: "bad"}, payload.error || payload.note));
-    return;
-  }
+  if (notReady(root, head, payload, "prototypes-status", "computing the max-margin prototypes…")) return;
   const r = payload.result;
   const shape = r.input_shape;
   const names = model.class_names;

@@ -1,17 +1,10 @@
 // Signatures: per-digit red/blue maps of which pixels the LP optimum of the digit's logit pushes to the
 // ends of their boxes, and envelope tightness bars. Everything drawn is a field of SignatureResult.
 
-import { h, fill, fmt, signed, imageSvg } from "polylens/util.js";
+import { h, fill, fmt, signed, imageSvg, notReady } from "polylens/util.js";
 export function renderSignatures(root, model, payload, onRetry) {
   const head = h("h2", {}, "Signatures");
-  if (!payload || payload.status === "running") {
-    fill(root, head, h("div", {class: "muted", id: "signatures-status"}, "computing the constraint signatures (one LP per image)…"));
-    return;
-  }
-  if (payload.status === "error" || payload.available === false) {
-    fill(root, head, h("div", {class: "bad"}, payload.error || payload.note));
-    return;
-  }
+  if (notReady(root, head, payload, "signatures-status", "computing the constraint signatures (one LP per image)…")) return;
   const r = payload.result;
   const shape = r.input_shape;
   const names = model.class_names;
