@@ -111,13 +111,13 @@ def _ci(r: Mapping) -> str:
 # Robustness claims
 
 
-def claim_verified(summary: Mapping | None) -> Claim:
+def claim_verified(summary: Mapping | None, missing: str = "the robustness sweep did not run") -> Claim:
     """"The LP keeps high accuracy for eps <= 0.02", read as verified accuracy (the fraction of test
     images proven robust: by interval bounds, backward bounds or the LP)."""
     claim, measure = "The LP keeps high accuracy for eps <= 0.02.", \
         "verified accuracy (images proven robust) at each eps <= 0.02, against clean accuracy"
     if summary is None:
-        return _unmeasured("verified", claim, measure, "the robustness sweep did not run", "findings-accuracy")
+        return _unmeasured("verified", claim, measure, missing, "findings-accuracy")
     radii = _small_radii(summary)
     if not radii:
         return _unmeasured("verified", claim, measure, "the sweep has no radius in (0, 0.02]", "findings-accuracy")
@@ -132,14 +132,15 @@ def claim_verified(summary: Mapping | None) -> Claim:
                  {"clean": clean, "verified": ver})
 
 
-def claim_lp_classifier(summary: Mapping | None, ran: bool = True) -> Claim:
+def claim_lp_classifier(summary: Mapping | None, ran: bool = True,
+                        missing: str = "the robustness sweep did not run") -> Claim:
     """"The LP itself appears to be a good classifier": the LP classifier (the class whose worst-case
     margin over the eps-polytope is largest) scored against the labels (``ran``: whether the sweep
     computed it)."""
     claim, measure = "The LP itself appears to be a good classifier.", \
         "accuracy of the LP classifier (class with the largest worst-case margin over the polytope) at each eps <= 0.02"
     if summary is None:
-        return _unmeasured("lp-classifier", claim, measure, "the robustness sweep did not run", "findings-accuracy")
+        return _unmeasured("lp-classifier", claim, measure, missing, "findings-accuracy")
     if not ran:
         return _unmeasured("lp-classifier", claim, measure, "the sweep ran without the LP classifier",
                            "findings-accuracy")
@@ -168,12 +169,15 @@ def _at(summary: Mapping, eps: float) -> str | None:
     return None
 
 
-def claim_digit_one(summary: Mapping | None, digit: int = 1, eps: float = 0.02) -> Claim:
+def claim_digit_one(summary: Mapping | None, digit: int = 1, eps: float = 0.02,
+                    missing: str = "the robustness sweep did not run") -> Claim:
     """"Digit 1 remains highly robust even at eps = 0.02": its verified rate there, and the attack
     bound (images no attack flips: an upper bound on the true robust rate)."""
     claim, measure = f"Digit {digit} remains highly robust even at eps = {eps:g}.", \
         f"digit {digit}'s verified rate and attack bound at eps {eps:g}, with 95% Wilson intervals"
-    key = None if summary is None else _at(summary, eps)
+    if summary is None:
+        return _unmeasured("digit-1", claim, measure, missing, "findings-digits")
+    key = _at(summary, eps)
     if key is None or _rate(summary, key, "lp", digit) is None or not _rate(summary, key, "lp", digit)["n"]:
         return _unmeasured("digit-1", claim, measure, f"no sweep row for digit {digit} at eps {eps:g}",
                            "findings-digits")
@@ -197,12 +201,15 @@ def _mean_verified(summary: Mapping, digit: int) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def claim_digit_four(summary: Mapping | None, digit: int = 4) -> Claim:
+def claim_digit_four(summary: Mapping | None, digit: int = 4,
+                     missing: str = "the robustness sweep did not run") -> Claim:
     """"Digit 4 degrades more quickly": its verified rate averaged over the radii > 0 (the area under
     its curve, per radius), against the other digits'."""
     claim, measure = f"Digit {digit} degrades more quickly.", \
         "mean verified rate over the radii > 0 (area under the per-digit curve), digit by digit"
-    if summary is None or not any(float(e) > 0 for e in summary["eps"]):
+    if summary is None:
+        return _unmeasured("digit-4", claim, measure, missing, "findings-digits")
+    if not any(float(e) > 0 for e in summary["eps"]):
         return _unmeasured("digit-4", claim, measure, "the sweep has no radius > 0", "findings-digits")
     means = {c: _mean_verified(summary, c) for c in range(len(summary["per_digit"]))}
     means = {c: m for c, m in means.items() if m is not None}
@@ -223,13 +230,13 @@ def claim_digit_four(summary: Mapping | None, digit: int = 4) -> Claim:
 # Signatures
 
 
-def claim_signatures(sig: Any | None) -> Claim:
+def claim_signatures(sig: Any | None, missing: str = "the signatures lens did not run") -> Claim:
     """"Each digit has a distinctive constraint signature": signatures classified by the nearest
     digit mean, leave-one-out (the signatures lens's ``distinct_accuracy``)."""
     claim, measure = "Each digit has a distinctive constraint signature.", \
         "leave-one-out nearest-mean accuracy of the constraint signatures, overall and per digit"
     if sig is None:
-        return _unmeasured("signatures", claim, measure, "the signatures lens did not run", "findings-signatures")
+        return _unmeasured("signatures", claim, measure, missing, "findings-signatures")
     per = np.asarray(sig.distinct_per_digit, dtype=float)
     digits = tuple(int(d) for d in sig.digits)
     ok = np.isfinite(per)

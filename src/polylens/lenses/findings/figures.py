@@ -12,7 +12,21 @@ from polylens.report.figures import CMAP_DIVERGING
 
 __all__ = ["accuracy_figure", "digits_figure", "formula_figure", "names_figure", "signatures_figure"]
 
+Array = np.ndarray
+
 _BLUE, _ORANGE, _GREEN, _GREY = "#08519c", "#d95f02", "#1b9e77", "#969696"
+
+
+def _rate_axes(fig: Figure, ax, ylabel: str, title: str, legend: str) -> Figure:
+    """The common frame of a rate-against-eps figure: labels, [0, 1] with a margin, grid, legend, title."""
+    ax.set_xlabel("eps (L-infinity radius)")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(lw=0.3)
+    ax.legend(fontsize=7, loc=legend)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 def _curve(summary: Mapping, rate: str, digit: int | None = None) -> tuple[Array, Array, Array, Array]:
@@ -25,9 +39,6 @@ def _curve(summary: Mapping, rate: str, digit: int | None = None) -> tuple[Array
     lo = np.array([r["ci"][0] if r["n"] else np.nan for r in rs])
     hi = np.array([r["ci"][1] if r["n"] else np.nan for r in rs])
     return eps, v, lo, hi
-
-
-Array = np.ndarray
 
 
 def accuracy_figure(summary: Mapping, lp_classifier: bool = True) -> Figure:
@@ -44,14 +55,7 @@ def accuracy_figure(summary: Mapping, lp_classifier: bool = True) -> Figure:
         ax.plot(eps, v, ls, color=colour, marker="o", ms=3, label=label)
         ax.fill_between(eps, lo, hi, color=colour, alpha=0.12, lw=0)
     ax.axvline(0.02, color=_GREY, lw=0.6, ls=":")
-    ax.set_xlabel("eps (L-infinity radius)")
-    ax.set_ylabel("fraction of test images")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(lw=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    ax.set_title("What 'the LP keeps high accuracy' can mean", fontsize=9)
-    fig.tight_layout()
-    return fig
+    return _rate_axes(fig, ax, "fraction of test images", "What 'the LP keeps high accuracy' can mean", "lower left")
 
 
 def digits_figure(summary: Mapping, highlight: Sequence[int] = (1, 4)) -> Figure:
@@ -69,14 +73,7 @@ def digits_figure(summary: Mapping, highlight: Sequence[int] = (1, 4)) -> Figure
         else:
             ax.plot(eps, v, color=_GREY, lw=0.7, alpha=0.8)
             ax.annotate(str(c), (eps[-1], v[-1]), fontsize=6, color=_GREY, xytext=(2, 0), textcoords="offset points")
-    ax.set_xlabel("eps (L-infinity radius)")
-    ax.set_ylabel("verified rate")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(lw=0.3)
-    ax.legend(fontsize=7, loc="upper right")
-    ax.set_title("Verified rate per digit (grey: the other digits)", fontsize=9)
-    fig.tight_layout()
-    return fig
+    return _rate_axes(fig, ax, "verified rate", "Verified rate per digit (grey: the other digits)", "upper right")
 
 
 def signatures_figure(digits: Sequence[int], per_digit: Sequence[float], overall: float) -> Figure:

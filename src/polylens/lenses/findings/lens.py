@@ -101,17 +101,18 @@ def run(model, data, o: FindingsOptions, ctx: RunContext = RunContext()) -> Find
     from polylens.lenses.findings.names_sweep import load_bundled_sweep
 
     net = model.network
-    summary, ran_lpc = None, False
+    # A lens that cannot run on this model leaves its claims "not measured", with its own message.
+    summary, ran_lpc, no_sweep = None, False, "the robustness sweep did not run"
     try:
         rob = _earlier_or_run("robustness", model, data, ctx, {"eps": o.eps, "workers": o.workers, "images": o.images})
         summary, ran_lpc = rob.summary, bool(rob.lp_classifier)
-    except PolylensError:
-        pass
-    sig = None
+    except PolylensError as e:
+        no_sweep = f"the robustness sweep failed: {e}"
+    sig, no_sig = None, "the signatures lens did not run"
     try:
         sig = _earlier_or_run("signatures", model, data, ctx, {"per_digit": o.per_digit})
-    except PolylensError:
-        pass
+    except PolylensError as e:
+        no_sig = f"the signatures failed: {e}"
     shape = tuple(net.input_shape)
     grid = len(shape) == 2 and min(shape) >= 3
     sugg = tuple(suggest_names(model, data.x)) if grid and net.n_hidden_layers >= 1 else ()
@@ -122,8 +123,9 @@ def run(model, data, o: FindingsOptions, ctx: RunContext = RunContext()) -> Find
     same = _is_seed_architecture(model)
     sweep = load_bundled_sweep() if same else None
     card_names = dict(getattr(getattr(model, "card", None), "neuron_names", {}) or {})
-    claims = (C.claim_verified(summary), C.claim_lp_classifier(summary, ran_lpc), C.claim_digit_one(summary),
-              C.claim_digit_four(summary), C.claim_signatures(sig),
+    claims = (C.claim_verified(summary, no_sweep), C.claim_lp_classifier(summary, ran_lpc, no_sweep),
+              C.claim_digit_one(summary, missing=no_sweep), C.claim_digit_four(summary, missing=no_sweep),
+              C.claim_signatures(sig, no_sig),
               C.claim_names(sugg, card_names, sweep, same), C.claim_digit_formula(formula, sugg))
     best = None
     if sugg:
