@@ -164,5 +164,6 @@ def test_name_sweep_is_reproducible_and_run_zero_is_the_bundled_seed():
     bundled = load_bundled_sweep()
     assert bundled is not None, f"{BUNDLED_SWEEP} is missing"
     r0 = next(r for r in bundled.runs if r.seed == 0)
-    assert r0.names == a.runs[0].names and r0.scores == pytest.approx(a.runs[0].scores)
+    # The file keeps six decimals: a score near a rounding edge may differ by one unit there.
+    assert r0.names == a.runs[0].names and r0.scores == pytest.approx(a.runs[0].scores, abs=2e-6)
     assert len(bundled.runs) >= 20 and sorted(r.seed for r in bundled.runs) == list(range(len(bundled.runs)))
