@@ -20,6 +20,7 @@ import numpy as np
 
 from polylens.errors import ParameterError
 from polylens.lenses.base import Lens, LensOptions, Payload, RunContext, SectionContext, View, option
+from polylens.lenses.regions import explore
 from polylens.lenses.regions.patterns import CONVENTIONS, convention_note, is_piecewise_linear, patterns, to_string
 
 __all__ = ["REGIONS", "Regions", "RegionsOptions"]
@@ -350,5 +351,9 @@ REGIONS = Lens(
     options=RegionsOptions, run=run, section=regions_section, show=_show,
     quick={"pairs": 2, "law": False},
     report_options={"pairs": 10},
-    view=View(order=60, options={"pairs": 4, "law": False}),
+    view=View(order=60, module="regions.js", payloads={
+        "main": Payload(explore.slice_payload, params=explore.SliceParams, heavy=True),
+        "path": Payload(explore.path_payload, params=explore.PathParams, per_input=True),
+        "hidden": Payload(explore.hidden_payload, params=explore.HiddenParams),
+    }),
 )
