@@ -69,7 +69,8 @@ def slice_payload(session, params: Mapping[str, Any]) -> dict:
     a, b, c = idx
     sl = slice_plane(net, x[a], x[b] - x[a], x[c] - x[a])
     regions = [{"pattern": to_string(p.bits), "polygon": display(p.polygon), "area": float(p.area), "class": p.cls,
-                "classes": list(p.classes), "map": display(p.logits[p.cls])} for p in sl.pieces]
+                "classes": list(p.classes), "map": display(p.logits[p.cls]),
+                "cells": [{"class": int(c), "polygon": display(q)} for c, q in p.cells]} for p in sl.pieces]
     return {"available": True, "images": idx, "labels": [int(session.data.y[v]) for v in idx],
             "extent": list(sl.extent), "regions": regions, "count": len(regions), "area": sl.area,
             "boundary": [[list(p), list(q)] for p, q in sl.boundary], "leaves_box": sl.leaves_box,

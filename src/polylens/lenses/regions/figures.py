@@ -27,9 +27,11 @@ def slice_figure(sl, title: str = "", images: Sequence[tuple[str, tuple[float, f
     fig = Figure(figsize=(5.2, 4.8))
     ax = fig.subplots()
     cm = _cmap()
-    polys = [p.polygon for p in sl.pieces]
-    cols = [cm(p.cls % 10) for p in sl.pieces]
-    ax.add_collection(PolyCollection(polys, facecolors=cols, edgecolors="#ffffff", linewidths=0.25, alpha=0.55))
+    cells = [(c, poly) for p in sl.pieces for c, poly in (p.cells or ((p.cls, p.polygon),))]
+    ax.add_collection(PolyCollection([q for _, q in cells], facecolors=[cm(c % 10) for c, _ in cells],
+                                     edgecolors="none", alpha=0.5))
+    ax.add_collection(PolyCollection([p.polygon for p in sl.pieces], facecolors="none", edgecolors="#333333",
+                                     linewidths=0.25, alpha=0.6))
     if sl.boundary:
         ax.add_collection(LineCollection([list(s) for s in sl.boundary], colors="k", linewidths=1.3))
     for label, (s, t) in images:
@@ -41,7 +43,7 @@ def slice_figure(sl, title: str = "", images: Sequence[tuple[str, tuple[float, f
     ax.set_aspect("equal")
     ax.set_xlabel("s (towards image J)")
     ax.set_ylabel("t (towards image K)")
-    classes = sorted({p.cls for p in sl.pieces})
+    classes = sorted({c for c, _ in cells})
     from matplotlib.patches import Patch
 
     ax.legend(handles=[Patch(color=cm(c % 10), alpha=0.55, label=str(c)) for c in classes], fontsize=6,

@@ -167,7 +167,8 @@ def _split(poly: Array, f: Array) -> tuple[Array | None, Array | None]:
 class SlicePiece:
     """One region of a slice: ``polygon`` (V, 2) in (s, t), ``bits`` (H,), ``area``, ``cls`` (the class at
     its centroid), ``classes`` (every class that wins somewhere inside), ``logits`` (k, 3): logits =
-    M @ (1, s, t) on the piece."""
+    M @ (1, s, t) on the piece; ``cells``: ((class, polygon), ...) the argmax cells where the decision
+    boundary crosses the piece (empty when one class wins all of it)."""
 
     polygon: Array
     bits: Array
@@ -175,6 +176,7 @@ class SlicePiece:
     cls: int
     classes: tuple[int, ...]
     logits: Array
+    cells: tuple = ()
 
     @property
     def centroid(self) -> Array:
@@ -306,7 +308,7 @@ def slice_plane(net, origin: Array, u: Array, v: Array, extent: tuple[float, flo
         area = polygon_area(poly)
         cen = poly.mean(axis=0)
         cls = int(np.argmax(M[:, 0] + M[:, 1:] @ cen))
-        classes = (cls,)
+        classes, cells = (cls,), ()
         if boundary and M.shape[0] > 1:
             vl = M[:, 0][None, :] + poly @ M[:, 1:].T
             top = np.argmax(vl, axis=1)
@@ -315,7 +317,7 @@ def slice_plane(net, origin: Array, u: Array, v: Array, extent: tuple[float, flo
             if cells:
                 classes = tuple(sorted({c for c, _ in cells}))
                 segs.extend(sg)
-        out.append(SlicePiece(poly, bits, area, cls, classes, M))
+        out.append(SlicePiece(poly, bits, area, cls, classes, M, tuple(cells)))
     leaves, inside = _box_area(origin, u, v, lo, hi)
     return Slice(tuple(out), tuple(segs), (lo, hi), origin, u, v, leaves, inside, time.perf_counter() - t_start)
 

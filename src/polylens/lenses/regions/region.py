@@ -115,10 +115,14 @@ def chebyshev(G: Array, h: Array, lo: Array | None = None, hi: Array | None = No
     lo = np.zeros(d) if lo is None else np.asarray(lo, dtype=np.float64)
     hi = np.ones(d) if hi is None else np.asarray(hi, dtype=np.float64)
     rmax = float(np.max(hi - lo)) / 2 if d else 0.0
-    eye = sp.identity(d, format="csr")
-    rcol = sp.csr_matrix(np.ones((d, 1)))
-    A = sp.vstack([sp.hstack([sp.csr_matrix(G), sp.csr_matrix(np.ones((m, 1)))]),
-                   sp.hstack([eye, -rcol]), sp.hstack([eye, rcol])]).tocsr()
+    A = np.zeros((m + 2 * d, d + 1))
+    A[:m, :d] = G
+    A[:m, d] = 1.0
+    A[m:m + d, :d] = np.eye(d)
+    A[m:m + d, d] = -1.0
+    A[m + d:, :d] = np.eye(d)
+    A[m + d:, d] = 1.0
+    A = sp.csr_matrix(A)
     row_lo = np.concatenate([np.full(m, -np.inf), lo, np.full(d, -np.inf)])
     row_hi = np.concatenate([h, np.full(d, np.inf), hi])
     lp = MatrixLP(A, row_lo, row_hi, np.append(lo, 0.0), np.append(hi, rmax))

@@ -30,10 +30,19 @@ function drawSlice(root, hover, p, names) {
   const Y = (v) => W - ((v - lo) / (hi - lo)) * W;
   const svg = s("svg", {id: "regions-slice", width: W, height: W, viewBox: `0 0 ${W} ${W}`, role: "img",
                         "aria-label": `${p.count} regions of the slice`});
+  const pts = (poly) => poly.map(([a, b]) => `${X(a).toFixed(2)},${Y(b).toFixed(2)}`).join(" ");
+  // Regions the decision boundary crosses: their class cells underneath, the region itself on top (for hover).
+  for (const r of p.regions) {
+    for (const c of r.cells || []) {
+      svg.appendChild(s("polygon", {points: pts(c.polygon), fill: colour(c.class), "fill-opacity": 0.55,
+                                    "pointer-events": "none"}));
+    }
+  }
   p.regions.forEach((r, idx) => {
-    const pts = r.polygon.map(([a, b]) => `${X(a).toFixed(2)},${Y(b).toFixed(2)}`).join(" ");
-    const poly = s("polygon", {class: "region", points: pts, fill: colour(r.class), "fill-opacity": 0.55, stroke: "#fff",
-                               "stroke-width": 0.3, "data-pattern": r.pattern, "data-class": r.class, "data-index": idx});
+    const crossed = (r.cells || []).length > 0;
+    const poly = s("polygon", {class: "region", points: pts(r.polygon), fill: crossed ? "#fff" : colour(r.class),
+                               "fill-opacity": crossed ? 0.01 : 0.55, stroke: "#555",
+                               "stroke-width": 0.3, "stroke-opacity": 0.5, "data-pattern": r.pattern, "data-class": r.class, "data-index": idx});
     poly.addEventListener("mouseenter", () => {
       const [a, b, c] = r.map;
       fill(hover, h("div", {}, h("b", {}, `region ${idx + 1} of ${p.count}`), ` · class ${names[r.class] ?? r.class}`,
