@@ -1,6 +1,6 @@
 """Speed of the polytope lens's exact partitions, each against the obvious alternative in the same run.
 
-* 2-D slices through test images 0, 1, 2 (of different classes) of seed-relu (49-3-3-10), relu-32
+* 2-D slices through test images 0, 1, 2 (of different classes) of seed-relu (49-3-3-10), wide-relu
   (49-32-32-10) and a 49-64-64-10 ReLU net trained here: regions, seconds (best of 3), regions per
   second; against a dense G x G grid of the same square (distinct patterns it sees, seconds). The exact
   method must find every pattern the grid finds.
@@ -57,9 +57,9 @@ def main() -> None:
     from polylens.lenses.regions.patterns import patterns
     from polylens.nn.model import load_model
 
-    seed_relu, relu32 = load_model("seed-relu"), load_model("relu-32")
-    x = Data.of_model(relu32).x
-    nets = {"49-3-3-10 (seed-relu)": seed_relu.network, "49-32-32-10 (relu-32)": relu32.network,
+    seed_relu, wide = load_model("seed-relu"), load_model("wide-relu")
+    x = Data.of_model(wide).x
+    nets = {"49-3-3-10 (seed-relu)": seed_relu.network, "49-32-32-10 (wide-relu)": wide.network,
             "49-64-64-10": _trained("49-64-64-10", 40)}
     out = {"slices": [], "enumeration": [], "segments": []}
     G = a.grid
@@ -94,7 +94,7 @@ def main() -> None:
                                    "sampled_missing": len(sampled - found)})
         print(json.dumps(out["enumeration"][-1]), flush=True)
     pairs = rng.integers(0, len(x), (200, 2))
-    for name in ("49-32-32-10 (relu-32)", "49-64-64-10"):
+    for name in ("49-32-32-10 (wide-relu)", "49-64-64-10"):
         net = nets[name]
         t = time.perf_counter()
         n = sum(len(P.segment(net, x[i], x[j]).crossings) for i, j in pairs)

@@ -1,5 +1,5 @@
 """Make the figures and numbers of docs/regions.md: the polytope lens's three predictions on the
-bundled ReLU networks (seed-relu, relu-32) and on the GELU seed (sign convention), the slices, the
+bundled ReLU networks (seed-relu, wide-relu) and on the GELU seed (sign convention), the slices, the
 3-D hidden spaces of the seed and its twin, and the Hanin-Rolnick check.
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/regions_figures.py [--pairs 20] [--out docs/images]
@@ -31,7 +31,7 @@ def main() -> None:
 
     a.out.mkdir(parents=True, exist_ok=True)
     measured, hidden = {}, []
-    for name in ("seed-relu", "relu-32", "seed"):
+    for name in ("seed-relu", "wide-relu", "seed"):
         m = load_model(name)
         d = Data.of_model(m)
         r = REGIONS.run(m, d, REGIONS.make_options({"pairs": a.pairs}), RunContext())

@@ -11,4 +11,4 @@ PL=${POLYLENS:-.venv/bin/polylens}
 $PL train 49-3-3-10 --act relu --seed 5 --epochs 300 --lr 0.02 --batch-size 256 --weight-decay 0.0 \
     --data bundled --factor 4 --split-seed 0 --out src/polylens/models/seed-relu
 $PL train 49-32-32-10 --act relu --seed 0 --epochs 100 --lr 0.005 --batch-size 256 --weight-decay 0.0 \
-    --data bundled --factor 4 --split-seed 0 --out src/polylens/models/relu-32
+    --data bundled --factor 4 --split-seed 0 --out src/polylens/models/wide-relu

@@ -20,8 +20,8 @@ from polylens.nn.model import load_model
 
 
 @pytest.fixture(scope="module")
-def relu32():
-    m = load_model("relu-32")
+def wide():
+    m = load_model("wide-relu")
     return m, Data.of_model(m)
 
 
@@ -121,10 +121,10 @@ def test_segment_matches_sampling_with_bisection(seed, act):
     assert np.array_equal(PT.patterns(net, x0 + mids[:, None] * (x1 - x0)), ex.bits)
 
 
-def test_slice_tiles_and_finds_every_sampled_pattern(relu32):
-    """The slice of relu-32 through three test images: areas sum to the square's to 1e-9, points
+def test_slice_tiles_and_finds_every_sampled_pattern(wide):
+    """The slice of wide-relu through three test images: areas sum to the square's to 1e-9, points
     sampled inside every piece have its pattern and class, and every pattern of a dense grid is a piece's."""
-    model, data = relu32
+    model, data = wide
     net, x = model.network, data.x
     sl = P.slice_plane(net, x[0], x[1] - x[0], x[2] - x[0], (-0.5, 1.5))
     assert abs(sl.area - 4.0) <= 1e-9
@@ -183,9 +183,9 @@ def test_hanin_rolnick_scaling_law():
     assert law["mean_crossings"][-1] > 4 * law["mean_crossings"][0]
 
 
-def test_prediction_verdicts_follow_their_rules(relu32):
+def test_prediction_verdicts_follow_their_rules(wide):
     """The verdicts are what the stated rules give on the measured numbers."""
-    model, data = relu32
+    model, data = wide
     net = model.network
     m = monosemanticity(net, data.x[:400], data.y[:400])
     hp, nm, dm = m["hamming_clusters"]["purity"], m["neuron_mean"], m["direction_mean"]
@@ -226,7 +226,7 @@ def test_cli_contract_shapes(tmp_path):
     r = d["regions"][0]
     assert set(r) >= {"pattern", "polygon", "area", "class"} and set(r["pattern"]) <= {"0", "1"}
     assert len(r["pattern"]) == 6 and "leaves_box" in d
-    p = _cli_json("relu-32", "--path", "0,1")
+    p = _cli_json("wide-relu", "--path", "0,1")
     assert len(p["patterns"]) == len(p["crossings"]) + 1 and p["crossings"] == sorted(p["crossings"])
     assert all(0 < t < 1 for t in p["crossings"]) and all(len(s) == 64 for s in p["patterns"])
     e = _cli_json("seed-relu", "--enumerate", "--budget", "5")
@@ -254,3 +254,20 @@ def test_cli_bad_input_is_one_line(args, text):
     """Bad input: exit code 2 and one line naming the problem, never a traceback."""
     code, out, err = run_cli("regions", *args)
     assert code == 2 and text in err and "Traceback" not in err
+
+
+def test_leaky_relu_slice_tiles_with_exact_maps():
+    """A leaky-ReLU network's slice: pieces tile the square to 1e-9, and each piece's affine logits
+    and pattern match the network at an interior point."""
+    net = random_network((6, 9, 7, 4), "leaky_relu(0.1)", seed=11)
+    rng = np.random.default_rng(4)
+    o, u, v = rng.uniform(size=6), rng.normal(size=6), rng.normal(size=6)
+    sl = P.slice_plane(net, o, u, v, (-1.0, 1.0))
+    assert abs(sl.area - 4.0) <= 1e-9 and len(sl.pieces) > 5
+    for p in sl.pieces:
+        if p.area < 1e-8:
+            continue
+        c = p.centroid
+        X = sl.point(*c)[None]
+        assert np.array_equal(PT.patterns(net, X)[0], p.bits)
+        assert np.max(np.abs(p.logits[:, 0] + p.logits[:, 1:] @ c - net(X)[0])) <= 1e-9

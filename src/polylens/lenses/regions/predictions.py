@@ -168,7 +168,7 @@ def boundary_density(net, x: Array, y: Array, pairs: int = 20, bins: int = 40, c
             w = length / bins
             for b in range(bins):
                 rows.append((kind, counts[b] / w, kl[b] / w, bool(switch[b])))
-            if len(examples) < 4:
+            if sum(e["kind"] == kind for e in examples) < 2:
                 examples.append({"pair": [i, j], "kind": kind, "crossings": seg.crossings.tolist(),
                                  "t": fine.tolist(), "kl_steps": kl_steps.tolist(), "class": cls.tolist()})
     dens = np.array([r[1] for r in rows])
