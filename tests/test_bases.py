@@ -253,3 +253,26 @@ def test_bundled_cnn_layer_by_name():
     p = make_probe(m, "conv1")
     assert p.spatial == (12, 12) and p.width == 8
     np.testing.assert_array_equal(p.logits(x).argmax(1), m.network.predict(x))
+
+
+def test_explorer_payload_for_a_bundled_cnn():
+    """The view's payload for the bundled MNIST CNN's conv1 (one vector per position): its layers by name,
+    strips of receptive-field patches, pictures of the conv kernels combined along each vector."""
+    try:
+        load_model("mnist-cnn")
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"the bundled CNN is not installed: {e}")
+    from polylens.explorer.api import Explorer, ExplorerConfig
+
+    ex = Explorer(load_model("seed"), config=ExplorerConfig(lenses={"bases": {"components": 3, "ablation_points": 5,
+                                                                               "strips": 2}}), mode="static")
+    try:
+        p = ex.lens_payload("bases", "main", {"model": "mnist-cnn", "layer": "conv1", "post": True})
+    finally:
+        ex.close()
+    assert p["status"] == "ready", p
+    assert p["width"] == 8 and p["positions"] == 144 and p["strip_shape"] == [5, 5]
+    assert {"value": "conv1", "label": "conv1 (Conv2d, per position)"} in p["layers"]
+    pca = p["bases"]["pca"]
+    assert pca["picture_kind"] == "weights" and pca["picture_shape"] == [5, 5]
+    assert len(pca["strip_images"][0]) == 8 and len(pca["strip_images"][0][0]) == 25

@@ -50,7 +50,7 @@ function stripView(p, basis, comp) {
   return h("div", {id: "bases-strip", "data-basis": basis, "data-component": i},
     h("div", {class: "small"}, `${basis} vector ${i + 1}: coherence ${fmt(s.coherence, 2)} (0 = shuffled), ` +
       `ink monotonicity ${fmt(s.monotonicity, 2)}; fraction of variance ${fmt(b.explained_variance[i], 3)}`),
-    h("div", {class: "bases-strip-row"}, imgs.map((im, j) => h("figure", {class: "thumb", title: `sample #${s.samples[j]}, code ${fmt(s.codes[j], 2)}`},
+    h("div", {class: "bases-strip-row", style: "display:flex;flex-wrap:wrap;gap:4px;align-items:flex-end"}, imgs.map((im, j) => h("figure", {class: "thumb", style: "margin:0;text-align:center", title: `sample #${s.samples[j]}, code ${fmt(s.codes[j], 2)}`},
       imageSvg(im, shape, {size: 52, label: `strip image ${j + 1}`}),
       h("figcaption", {class: "small muted"}, fmt(s.codes[j], 1))))));
 }
@@ -87,8 +87,9 @@ export function renderBases(root, p, state, onChange) {
         (v) => { state.basis = v; state.component = 0; onChange(false); })),
       h("label", {}, " vector ", select("bases-component", comps, state.component,
         (v) => { state.component = Number(v); onChange(false); }))),
-    h("div", {class: "row"}, stripView(p, state.basis, state.component), pictureView(p, state.basis, state.component)),
-    varDiv, ablDiv);
+    h("div", {class: "row", style: "display:flex;gap:16px;flex-wrap:wrap;align-items:flex-start"},
+      stripView(p, state.basis, state.component), pictureView(p, state.basis, state.component)),
+    h("div", {style: "display:grid;grid-template-columns:1fr 1fr;gap:8px"}, varDiv, ablDiv));
   drawCurves(varDiv, ablDiv, p);
 }
 

@@ -72,7 +72,7 @@ def _build(session, params: Mapping[str, Any]) -> dict:
     o = session.options_for("bases")
     r = analyse(model, data.x, data.y, params["layer"], post=params["post"], bases=o.bases,
                 components=min(o.components, 16), ablation_points=min(o.ablation_points, 17),
-                strips=min(max(o.strips, 1), 6), strip_length=o.strip_length, seed=o.seed, max_rows=min(o.max_rows, 60000))
+                strips=min(max(o.strips, 1), 6), strip_length=o.strip_length, seed=o.seed, max_rows=min(o.max_rows, 20000))
     d = r.to_dict()
     for name, br in r.results.items():
         b = d["bases"][name]

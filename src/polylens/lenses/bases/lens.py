@@ -138,7 +138,7 @@ BASES_LENS = Lens(
     summary="Neurons versus principal components (and ICA, NMF, sparse dictionaries) of a layer: explained "
             "variance, ablation, strips.",
     options=BasesOptions, run=run, section=bases_section, show=_show,
-    quick={"bases": ("neuron", "pca"), "strips": 1, "ablation_points": 5},
+    quick={"strips": 1, "ablation_points": 5, "components": 3},
     report_options={},
     view=_view(),
 )
