@@ -22,6 +22,8 @@ __all__ = ["BasisResult", "LayerBases", "analyse", "input_images"]
 
 #: A layer this narrow is the degenerate case: every basis is complete with a handful of vectors.
 DEGENERATE_WIDTH = 3
+#: Activation rows a strip chooses its examples among (a seeded subset when there are more).
+STRIP_CANDIDATES = 4000
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,6 +164,12 @@ def analyse(model: Any, x: Array, y: Array, layer: str | int = "1", *, post: boo
     accuracy = float(np.mean(np.argmax(base_logits, axis=1) == y))
     results: dict[str, BasisResult] = {}
     skipped: dict[str, str] = {}
+    # strips choose among a seeded subset of rows: only those need codes (NMF and dictionary codes are fits)
+    cand = np.arange(len(acts.values))
+    if len(cand) > STRIP_CANDIDATES:
+        cand = np.sort(np.random.default_rng(seed).choice(len(cand), STRIP_CANDIDATES, replace=False))
+    pool = Activations(acts.values[cand], acts.sample[cand], acts.position[cand], acts.n, acts.positions, acts.spatial,
+                       acts.receptive, acts.layer, acts.post, acts.total_rows)
     for name in bases:
         t1 = time.perf_counter()
         progress(f"bases: {name} basis")
@@ -178,8 +186,8 @@ def analyse(model: Any, x: Array, y: Array, layer: str | int = "1", *, post: boo
         abl = ablate(probe, basis, x, y, points=ablation_points, units=units)
         times[f"ablation {name}"] = time.perf_counter() - t1
         t1 = time.perf_counter()
-        codes = basis.project(acts.values)
-        made = [make_strip(basis, i, acts, codes, images, length=strip_length, seed=seed)
+        codes = basis.project(pool.values)
+        made = [make_strip(basis, i, pool, codes, images, length=strip_length, seed=seed, candidates=len(cand))
                 for i in range(min(strips, basis.size))]
         times[f"strips {name}"] = time.perf_counter() - t1
         pics, kind = _pictures(probe, basis, len(made), [m[1] for m in made])
