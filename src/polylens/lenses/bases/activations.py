@@ -301,6 +301,45 @@ class TorchProbe(Probe):
     def _batch_vectors(self, xb: Array) -> Array:
         return self._to_rows(self._run(xb, None, capture=True)).cpu().numpy().astype(np.float64)
 
+    def _split(self):
+        """(head, tail) of a top-level ``nn.Sequential`` cut after the hooked child, or None."""
+        from torch import nn
+
+        if not isinstance(self.module, nn.Sequential) or self.hooked not in self.module._modules:
+            return None
+        names = list(self.module._modules)
+        i = names.index(self.hooked)
+        mods = list(self.module._modules.values())
+        return nn.Sequential(*mods[:i + 1]), nn.Sequential(*mods[i + 1:])
+
+    def evaluator(self, x: Array, batch: int = 512):
+        """For a Sequential model, the layer's output is computed once and each transform runs only the
+        rest of the model (the same numbers as a hook, without recomputing the layers before it)."""
+        import torch
+
+        parts = self._split()
+        if parts is None:
+            return super().evaluator(x)
+        head, tail = parts
+        x = np.asarray(x, dtype=np.float64)
+        outs = []
+        with torch.no_grad():
+            for s in range(0, len(x), batch):
+                t = torch.as_tensor(np.array(x[s:s + batch]).reshape((-1,) + self.input_shape), dtype=self.dtype)
+                out = head(t)
+                outs.append((out, self._to_rows(out).numpy().astype(np.float64)))
+
+        def run(transform):
+            res = []
+            with torch.no_grad():
+                for out, rows in outs:
+                    if transform is not None:
+                        out = self._from_rows(torch.as_tensor(transform(rows), dtype=out.dtype), out)
+                    res.append(tail(out).numpy().astype(np.float64))
+            return np.concatenate(res)
+
+        return run
+
     def _batch_logits(self, xb: Array, transform) -> Array:
         return self._run(xb, transform).cpu().numpy().astype(np.float64)
 

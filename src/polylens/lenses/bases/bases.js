@@ -82,6 +82,7 @@ export function renderBases(root, p, state, onChange) {
       `${p.n} inputs, ${p.rows} activation rows${p.positions > 1 ? ` (${p.positions} positions per input)` : ""}; accuracy ${fmt(p.accuracy, 3)}.`),
     p.degenerate ? h("div", {class: "note", id: "bases-degenerate"}, p.degenerate) : h("span"),
     summaryTable(p),
+    ...Object.entries(p.skipped || {}).map(([k, v]) => h("div", {class: "small muted", "data-skipped": k}, `${k} skipped: ${v}`)),
     h("div", {class: "row"},
       h("label", {}, "basis ", select("bases-basis", names.map((n) => ({value: n, label: n})), state.basis,
         (v) => { state.basis = v; state.component = 0; onChange(false); })),

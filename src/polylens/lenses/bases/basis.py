@@ -19,7 +19,8 @@ with A_c the centred activations: the best reconstruction of A from those k vect
 in the least-squares sense. It never decreases in k, and it reaches 1 exactly when the vectors span the
 activations (a complete basis). ``explained_variance`` holds its increments R^2(k) - R^2(k-1), which
 for the orthogonal bases are the fractions above. The non-orthogonal bases are ordered by the
-variance their vector captures alone, v^T C v / |v|^2, largest first.
+variance their vector captures alone, v^T C v / |v|^2, largest first. The iterative fits see at most
+:data:`FIT_ROWS` rows (a seeded subset); their explained variance is measured on all rows.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ __all__ = ["BASES", "Basis", "fit_basis", "gram_schmidt", "k_for", "stats"]
 
 #: The bases polylens fits, in the order of tables and views.
 BASES: tuple[str, ...] = ("neuron", "pca", "ica", "nmf", "dictionary")
+#: The iterative fits (ICA, NMF, dictionary) see at most this many rows (a seeded subset); their explained
+#: variance is still measured on every row.
+FIT_ROWS = 20_000
 #: Below this relative norm a vector adds nothing new to the span of the ones before it.
 _DEPENDENT = 1e-9
 
@@ -260,7 +264,13 @@ def fit_basis(name: str, A: Array, *, components: int = 32, seed: int = 0, st: S
     if A.ndim != 2 or len(A) < 2:
         raise ParameterError(f"A basis needs at least two activation vectors; got an array of shape {A.shape}.")
     st = stats(A) if st is None else st
-    basis = _FITS[name](A, st, components=int(components), seed=int(seed), alpha=alpha)
+    fit_on = A
+    if name in ("ica", "nmf", "dictionary") and len(A) > FIT_ROWS:
+        fit_on = A[np.sort(np.random.default_rng(seed).choice(len(A), FIT_ROWS, replace=False))]
+    basis = _FITS[name](fit_on, st, components=int(components), seed=int(seed), alpha=alpha)
+    if fit_on is not A:
+        object.__setattr__(basis, "note", "; ".join(t for t in (basis.note, f"fitted on {FIT_ROWS} of {len(A)} rows")
+                                                    if t))
     if not basis.orthogonal and basis.size < A.shape[1]:
         cap = f"{basis.size} of {A.shape[1]} vectors (the 'components' option)"
         object.__setattr__(basis, "note", "; ".join(t for t in (basis.note, cap) if t))

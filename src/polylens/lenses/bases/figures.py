@@ -56,7 +56,8 @@ def strips_figure(rows: Sequence[tuple[str, Sequence[np.ndarray], float]], title
     """One row of images per strip: (label, images, coherence)."""
     n = len(rows)
     m = max((len(r[1]) for r in rows), default=1)
-    fig = Figure(figsize=(0.75 * m + 1.6, 0.8 * n + 0.5))
+    height = 0.8 * n + 0.5
+    fig = Figure(figsize=(0.75 * m + 1.6, height))
     for i, (label, imgs, coh) in enumerate(rows):
         for j, img in enumerate(imgs):
             ax = fig.add_subplot(n, m, i * m + j + 1)
@@ -67,5 +68,6 @@ def strips_figure(rows: Sequence[tuple[str, Sequence[np.ndarray], float]], title
                 ax.set_ylabel(f"{label}\nc={coh:.2f}", fontsize=7, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.2, right=0.99, top=0.9 if title else 0.98, bottom=0.02, wspace=0.05, hspace=0.1)
+    fig.subplots_adjust(left=0.2, right=0.99, top=1 - (0.4 if title else 0.1) / height, bottom=0.1 / height,
+                        wspace=0.05, hspace=0.1)
     return fig
