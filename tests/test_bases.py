@@ -276,3 +276,17 @@ def test_explorer_payload_for_a_bundled_cnn():
     pca = p["bases"]["pca"]
     assert pca["picture_kind"] == "weights" and pca["picture_shape"] == [5, 5]
     assert len(pca["strip_images"][0]) == 8 and len(pca["strip_images"][0][0]) == 25
+
+
+def test_front_door_takes_a_bare_torch_module():
+    """pl.bases(module, data, layer=NAME) works on any torch module: the input shape is read from the data's
+    width (a square image, one channel), and the first Linear layer's vectors get weight pictures."""
+    import polylens as pl
+
+    torch.manual_seed(1)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    rng = np.random.default_rng(0)
+    data = Data(rng.random((50, 16)), rng.integers(0, 3, 50))
+    r = pl.bases(m, data, layer="1", post=True, bases=("neuron", "pca"), strips=2)
+    assert r.width == 6 and r.results["pca"].picture_kind == "weights"
+    assert r.results["pca"].pictures[0].shape == (4, 4) and r.strip_shape == (4, 4)

@@ -109,6 +109,16 @@ def input_images(x: Array, probe: Probe, input_shape: Sequence[int]) -> Array:
     return x.reshape(len(x), 1, -1)
 
 
+def guess_input_shape(d: int) -> tuple[int, ...]:
+    """The tensor shape of a bare torch module's input from its flat width: (1, s, s) or (3, s, s) for a
+    square image, else (d,)."""
+    for c in (1, 3):
+        s = int(round(np.sqrt(d / c)))
+        if c * s * s == d and s > 1:
+            return (c, s, s)
+    return (int(d),)
+
+
 def _pictures(probe: Probe, basis: Basis, count: int, strip_imgs: Sequence[Array]) -> tuple[list[Array], str]:
     """One picture per shown vector: its map in input space when the layer reads the input directly
     (first dense layer: d^T W_1; first convolution: d^T kernel), else the end of its strip minus its
@@ -126,6 +136,10 @@ def _pictures(probe: Probe, basis: Basis, count: int, strip_imgs: Sequence[Array
         if mod is first and isinstance(mod, torch.nn.Conv2d):
             k = mod.weight.detach().double().numpy().mean(axis=1)  # (C_out, kh, kw), input channels averaged
             return [np.tensordot(d, k, axes=1) for d in D], "weights"
+        if mod is first and isinstance(mod, torch.nn.Linear) and mod.in_features == int(np.prod(probe.input_shape)):
+            W = mod.weight.detach().double().numpy()
+            shape = probe.input_shape if len(probe.input_shape) == 3 else (1,) + tuple(probe.input_shape)
+            return [(d @ W).reshape(shape).mean(axis=0) if len(shape) == 3 else d @ W for d in D], "weights"
     pics = []
     for imgs in strip_imgs:
         h = max(1, len(imgs) // 4)
@@ -152,6 +166,9 @@ def analyse(model: Any, x: Array, y: Array, layer: str | int = "1", *, post: boo
     y = np.asarray(y)
     if len(x) < 2:
         raise ParameterError(f"The bases of a layer need at least two inputs; got {len(x)}.")
+    if input_shape is None and getattr(model, "module", None) is None and not hasattr(model, "network") \
+            and not hasattr(model, "layers"):
+        input_shape = guess_input_shape(x.shape[1])
     probe = make_probe(model, layer, post, input_shape=input_shape)
     t0 = time.perf_counter()
     progress(f"bases: activations of layer {probe.layer}")
