@@ -35,6 +35,7 @@ BUILTIN: tuple[str, ...] = (
     "polylens.lenses.discover.lenses:TRACE",
     "polylens.lenses.findings.lens:FINDINGS",
     "polylens.lenses.regions.lens:REGIONS",
+    "polylens.lenses.bases.lens:BASES_LENS",
 )
 
 _lock = threading.Lock()

@@ -396,6 +396,10 @@ def _read_weights(path: Path, widths: tuple[int, ...], where: str) -> list[Dense
 
 
 def _load_dir(directory: Path, source: str) -> Model:
+    if (directory / "module.json").is_file():  # a torch module kept beside its card (polylens.nn.module_dir)
+        from polylens.nn.module_dir import load_module_dir
+
+        return load_module_dir(directory, source)
     card_path = directory / CARD_FILE
     if not card_path.is_file():
         raise ModelError(f"The model directory {source} has no {CARD_FILE}.")
