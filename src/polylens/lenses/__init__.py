@@ -34,6 +34,7 @@ BUILTIN: tuple[str, ...] = (
     "polylens.lenses.discover.lenses:TRACES",
     "polylens.lenses.discover.lenses:TRACE",
     "polylens.lenses.findings.lens:FINDINGS",
+    "polylens.lenses.truncation.lens:TRUNCATION",
 )
 
 _lock = threading.Lock()

@@ -173,31 +173,36 @@ class _Problem:
 
 
 def _step(prob: _Problem, cls: int, earlier_p: list[Array], later: Sequence[int], rho: float,
-          budget: _Budget) -> tuple[str, SLSStep | None, Array | None, float]:
-    """One step: ('ok', step, p (centred), margin), ('impossible', ...), ('undecided', ...) or ('budget', ...)."""
+          budget: _Budget, refine: bool = True, pre: tuple | None = None) -> tuple:
+    """One step: ('ok', step, p (centred), margin, lp), ('impossible', ...), ('undecided', ...) or
+    ('budget', ...); ``lp`` = (optimum, w, c) of the separation LP. Without ``refine`` the second LP
+    (smallest t) is skipped (ranking candidates); ``pre``: the separation LP already solved."""
     xj = prob.sets[cls]
     rest = [prob.sets[c] for c in later] + [np.asarray(earlier_p).reshape(-1, prob.dim)]
     rest = np.concatenate(rest, axis=0)
     pos = np.concatenate([rest, np.zeros((1, prob.dim))], axis=0)
-    if not budget.take():
-        return "budget", None, None, 0.0
-    try:
-        opt, safe, w, c = separation_lp(xj, pos)
-    except PolylensError:
-        return "undecided", None, None, 0.0
-    if safe <= IMPOSSIBLE_MARGIN:
-        return "impossible", None, None, opt
+    if pre is None:
+        if not budget.take():
+            return "budget", None, None, 0.0, None
+        try:
+            opt, safe, w, c = separation_lp(xj, pos)
+        except PolylensError:
+            return "undecided", None, None, 0.0, None
+        if safe <= IMPOSSIBLE_MARGIN:
+            return "impossible", None, None, opt, None
+    else:
+        opt, w, c = pre
     w_best, c_best = w, c
     f0, f1 = c, float(w @ prob.means[cls] + c)
     D = f0 - f1
-    if opt > 0 and D > 0 and budget.take():
+    if refine and opt > 0 and D > 0 and budget.take():
         got = _min_t_lp(xj, rest, prob.means[cls], rho * opt / D, 10.0 / D)
         if got is not None:
             w_best, c_best = got
     # p_j on the segment, and the hyperplane through it exactly: c = -w.p.
     f0, f1 = c_best, float(w_best @ prob.means[cls] + c_best)
     if not (f0 > 0 and f1 < 0):
-        return "undecided", None, None, opt
+        return "undecided", None, None, opt, None
     t = f0 / (f0 - f1)
     p = t * prob.means[cls]
     c_best = -float(w_best @ p)
@@ -206,11 +211,11 @@ def _step(prob: _Problem, cls: int, earlier_p: list[Array], later: Sequence[int]
     pos_vals = pos @ w_best + c_best
     margin = min(-float(np.max(neg_vals)), float(np.min(pos_vals))) / nw
     if not (margin > CHECK_MARGIN and 0 < t < 1):
-        return "undecided", None, None, opt
+        return "undecided", None, None, opt, None
     p_data = prob.to_data(p)
     w_data = w_best / nw  # f_data(x) = w_data.(x - p_data): the same hyperplane in the data's coordinates
     step = SLSStep(cls, p_data, float(t), w_data, -float(w_data @ p_data), margin * prob.scale)
-    return "ok", step, p, margin
+    return "ok", step, p, margin, (opt, w, c)
 
 
 def _closure_p(prob: _Problem, cls: int, earlier: list[Array], later: Sequence[int], budget: _Budget):
@@ -282,7 +287,7 @@ def _search(prob: _Problem, b: _Budget, fixed: list[tuple[int, ...]] | None, rho
         results = []
         for c in candidates:
             later = [k for k in remaining if k != c]
-            status, step, p, margin = _step(prob, c, ps, later, rho, b)
+            status, step, p, margin, lp = _step(prob, c, ps, later, rho, b, refine=len(candidates) == 1)
             state["tried"] += 1
             if status == "budget":
                 state["budget_hit"] = True
@@ -295,7 +300,7 @@ def _search(prob: _Problem, b: _Budget, fixed: list[tuple[int, ...]] | None, rho
                     state["budget_hit"] = True
                     return None
             if status == "ok":
-                results.append((margin, c, step, p))
+                results.append((margin, c, step, p, lp, later))
             elif len(prefix) >= len(state["deepest"][0]):
                 state["deepest"] = (prefix, f"class {c} cannot come {'after ' + str(list(prefix)) if prefix else 'first'}: "
                                     + ("no hyperplane through the segment separates it from "
@@ -305,7 +310,11 @@ def _search(prob: _Problem, b: _Budget, fixed: list[tuple[int, ...]] | None, rho
                                        "not with the earlier p_i chosen (the greedy's margin lost it)"
                                        if status == "lost" else "its margin is too thin to check in float64"))
         results.sort(key=lambda r: -r[0])
-        for margin, c, step, p in results:
+        for margin, c, step, p, lp, later in results:
+            if len(candidates) > 1:  # ranked on the separation LP alone: now the smallest t
+                status, better, q, _m, _lp = _step(prob, c, ps, later, rho, b, refine=True, pre=lp)
+                if status == "ok":
+                    step, p = better, q
             out = rec(prefix + (c,), ps + [p], steps + [step])
             if out is not None:
                 return out
