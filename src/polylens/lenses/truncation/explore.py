@@ -29,22 +29,20 @@ class ToyParams(LensOptions):
 
 
 def _projected(a) -> dict:
-    """Steps, cones and statuses of an analysis in one 2-D projection (PCA of all steps' points; the
-    identity for a 2-D space)."""
+    """Steps, cones and statuses of an analysis, each step in its view (:func:`~.flow.step_projections`:
+    the plane itself for a 2-D space, each step's principal plane otherwise); ``shared``: every step
+    is drawn on the same axes."""
+    from polylens.lenses.truncation.flow import step_projections
+
     pts = a.points
     space = pts[0].shape[1]
-    if space == 2:
-        B, mean = np.eye(2), np.zeros(2)
-    else:
-        allp = np.concatenate(pts)
-        mean = allp.mean(axis=0)
-        _, _, vt = np.linalg.svd(allp - mean, full_matrices=False)
-        B = vt[:2].T
-    steps = [np.round((p - mean) @ B, 6).tolist() for p in pts]
-    cones = [{"layer": c.layer, "base": ((c.base - mean) @ B).tolist(), "edges": (c.edges.T @ B).tolist(),
-              "counts": c.counts(), "relu": c.relu} for c in a.cones]
+    views = step_projections(pts)
+    steps = [np.round((p - m) @ B, 6).tolist() for p, (B, m) in zip(pts, views)]
+    cones = [{"layer": c.layer, "base": ((c.base - views[c.layer][1]) @ views[c.layer][0]).tolist(),
+              "edges": (c.edges.T @ views[c.layer][0]).tolist(), "counts": c.counts(), "relu": c.relu}
+             for c in a.cones]
     return {"steps": steps, "cones": cones, "status": [c.status.tolist() for c in a.cones],
-            "labels": a.y.tolist(), "space": int(space), "projected": space != 2, "lifted": a.params.lifted,
+            "labels": a.y.tolist(), "space": int(space), "shared": space == 2, "lifted": a.params.lifted,
             "identities": [r.to_dict() for r in a.rows]}
 
 

@@ -18,70 +18,77 @@ COLOURS = ("#1f77b4", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e
            "#17becf")
 
 
-def _project(points: tuple[Array, ...]) -> tuple[Array, Array]:
-    """A 2-D orthonormal projection (PCA of every step's points) and the mean: (basis (space, 2), mean)."""
-    allp = np.concatenate(points, axis=0)
-    mean = allp.mean(axis=0)
-    if allp.shape[1] <= 2:
-        return np.eye(allp.shape[1])[:, :2], np.zeros(allp.shape[1])
-    _, _, vt = np.linalg.svd(allp - mean, full_matrices=False)
-    return vt[:2].T, mean
-
-
-def _draw_cone(ax, base: Array, edges: Array, B: Array, mean: Array, span: float, relu: bool) -> None:
-    """The cone of one map in the projection: its base point, each edge as a ray, the forward cone
-    (2 edges in 2-D) shaded."""
-    p = (base - mean) @ B if B.shape[0] > 2 else base
-    E = edges.T @ B if B.shape[0] > 2 else edges.T
+def _draw_cone(ax, p: Array, E: Array, span: float, relu: bool) -> None:
+    """The cone of one map in a panel's projection: its base point p (star), each edge as a ray (solid
+    forward, dotted backward) and, in the plane with two edges, the forward cone it fixes (green) and
+    the backward cone it collapses to p (red)."""
     ax.plot([p[0]], [p[1]], marker="*", color="k", ms=10, zorder=5)
+    dirs = []
     for v in E:
         nv = np.linalg.norm(v)
         if nv == 0:
             continue
-        d = v / nv * span
-        ax.plot([p[0], p[0] + d[0]], [p[1], p[1] + d[1]], color="k", lw=1.0, zorder=4)
-        ax.plot([p[0], p[0] - d[0]], [p[1], p[1] - d[1]], color="k", lw=0.6, ls=":", zorder=4)
-    if len(E) == 2 and relu:
-        d1, d2 = (E[0] / np.linalg.norm(E[0]), E[1] / np.linalg.norm(E[1]))
-        ax.fill([p[0], p[0] + span * d1[0], p[0] + span * (d1[0] + d2[0]), p[0] + span * d2[0]],
-                [p[1], p[1] + span * d1[1], p[1] + span * (d1[1] + d2[1]), p[1] + span * d2[1]],
-                color="#74c476", alpha=0.18, zorder=1, lw=0)
-        ax.fill([p[0], p[0] - span * d1[0], p[0] - span * (d1[0] + d2[0]), p[0] - span * d2[0]],
-                [p[1], p[1] - span * d1[1], p[1] - span * (d1[1] + d2[1]), p[1] - span * d2[1]],
-                color="#fb6a4a", alpha=0.15, zorder=1, lw=0)
+        d = v / nv
+        dirs.append(d)
+        ax.plot([p[0], p[0] + span * d[0]], [p[1], p[1] + span * d[1]], color="k", lw=1.0, zorder=4)
+        ax.plot([p[0], p[0] - span * d[0]], [p[1], p[1] - span * d[1]], color="k", lw=0.6, ls=":", zorder=4)
+    if len(dirs) == 2 and len(E) == 2 and relu:
+        d1, d2 = dirs
+        bis = d1 + d2
+        nb = np.linalg.norm(bis)
+        if nb > 1e-9:
+            bis = bis / nb
+            for sign, colour, alpha in ((1, "#74c476", 0.25), (-1, "#fb6a4a", 0.2)):
+                a, b, c = sign * d1, sign * d2, sign * bis
+                poly = np.array([p, p + span * a, p + 2 * span * c, p + span * b])
+                ax.fill(poly[:, 0], poly[:, 1], color=colour, alpha=alpha, zorder=1, lw=0)
+
+
+def _limits(P: Array, pad: float = 0.12) -> tuple[Array, float]:
+    lo, hi = P.min(axis=0), P.max(axis=0)
+    centre = (lo + hi) / 2
+    half = float(np.max(hi - lo)) / 2 * (1 + 2 * pad) + 1e-9
+    return centre, half
 
 
 def flow_figure(points: tuple[Array, ...], y: Array, cones, title: str = "") -> Figure:
     """One panel per step l = 0..L-1: the points x^(tau,l) coloured by class; panel l >= 1 also draws
     the cone of map l (star: base point p; solid rays: edges v_i; green: the forward cone it fixes;
-    red: the backward cone it collapses to p)."""
-    B, mean = _project(points)
-    proj = [((P - mean) @ B if P.shape[1] > 2 else P) for P in points]
-    allp = np.concatenate(proj)
-    lo, hi = allp.min(axis=0), allp.max(axis=0)
-    pad = 0.15 * float(np.max(hi - lo) + 1e-9)
-    span = 3 * float(np.max(hi - lo) + 1e-9)
+    red: the backward cone it collapses to p). A 2-D space is drawn as it is, on shared axes; a
+    higher-dimensional one step by step on each step's principal plane (see
+    :func:`~polylens.lenses.truncation.flow.step_projections`)."""
+    from polylens.lenses.truncation.flow import step_projections
+
+    views = step_projections(points)
+    proj = [(P - m) @ B for P, (B, m) in zip(points, views)]
+    shared = points[0].shape[1] == 2
+    if shared:
+        centre, half = _limits(np.concatenate(proj))
     k = len(points)
-    fig = Figure(figsize=(3.0 * k, 3.2))
+    fig = Figure(figsize=(3.0 * k, 3.3))
     axes = fig.subplots(1, k, squeeze=False)[0]
     classes = sorted(set(int(c) for c in y))
     for l, ax in enumerate(axes):
+        if not shared:
+            centre, half = _limits(proj[l])
+        B, m = views[l]
         if l >= 1:
             c = cones[l - 1]
-            _draw_cone(ax, c.base, c.edges, B, mean, span, c.relu)
+            _draw_cone(ax, (c.base - m) @ B, c.edges.T @ B, 4 * half, c.relu)
         for ci, cl in enumerate(classes):
-            m = y == cl
-            ax.scatter(proj[l][m, 0], proj[l][m, 1], s=9, color=COLOURS[ci % len(COLOURS)], label=f"class {cl}",
+            sel = y == cl
+            ax.scatter(proj[l][sel, 0], proj[l][sel, 1], s=9, color=COLOURS[ci % len(COLOURS)], label=f"class {cl}",
                        zorder=3, edgecolors="none", alpha=0.8)
-        ax.set_xlim(lo[0] - pad, hi[0] + pad)
-        ax.set_ylim(lo[1] - pad, hi[1] + pad)
-        ax.set_aspect("equal", adjustable="datalim")
+        ax.set_xlim(centre[0] - half, centre[0] + half)
+        ax.set_ylim(centre[1] - half, centre[1] + half)
+        ax.set_aspect("equal", adjustable="box")
         ax.set_title("input" if l == 0 else f"after map {l}", fontsize=9)
         ax.tick_params(labelsize=6)
         if l >= 1:
             st = cones[l - 1].status
             ax.text(0.02, 0.02, f"fixed {int(np.sum(st == FIXED))}, collapsed {int(np.sum(st == COLLAPSED))}, "
-                    f"truncated {int(np.sum((st != FIXED) & (st != COLLAPSED)))}", transform=ax.transAxes, fontsize=6)
+                    f"truncated {int(np.sum((st != FIXED) & (st != COLLAPSED)))}", transform=ax.transAxes, fontsize=6,
+                    bbox={"facecolor": "white", "alpha": 0.7, "lw": 0})
     axes[0].legend(fontsize=6, loc="upper left")
     if title:
         fig.suptitle(title, fontsize=9)
@@ -90,8 +97,7 @@ def flow_figure(points: tuple[Array, ...], y: Array, cones, title: str = "") -> 
 
 
 def projected_flow_figure(points: tuple[Array, ...], y: Array, cones, title: str = "") -> Figure:
-    """The same flow for a high-dimensional input space, projected on the plane of the two principal
-    directions of all steps' points (the cones' base points and edges projected too)."""
+    """The flow of a high-dimensional input space (:func:`flow_figure`, each step on its own plane)."""
     return flow_figure(points, y, cones, title)
 
 

@@ -99,6 +99,23 @@ def toy_flow(name: str = "sls", n: int = 120, seed: int = 0) -> ToyFlow:
     return ToyFlow(name, x, y, built, analyse(built.network, x, y))
 
 
+def step_projections(points: tuple[Array, ...]) -> list[tuple[Array, Array]]:
+    """One 2-D view per step: (basis (space, 2), origin). The identity in a 2-D space (the toy flows:
+    every step in the same plane); otherwise each step on the plane of its own two principal
+    directions (after map 1 of a narrowing network the points lie in the row space of W^(1), often
+    at a much smaller scale than the inputs)."""
+    space = points[0].shape[1]
+    if space == 2:
+        return [(np.eye(2), np.zeros(2)) for _ in points]
+    out = []
+    for P in points:
+        mean = P.mean(axis=0)
+        _, _, vt = np.linalg.svd(P - mean, full_matrices=False)
+        B = vt[:2].T if vt.shape[0] >= 2 else np.eye(space)[:, :2]
+        out.append((B, mean))
+    return out
+
+
 def status_counts_text(cone: LayerCone) -> str:
     c = cone.counts()
     return ", ".join(f"{c[k]} {k}" for k in STATUS_NAMES)
