@@ -28,7 +28,20 @@ INVOCATIONS: dict[str, list[str]] = {
     "export-site": ["export-site", "seed", "{out}/site", "--samples", "4", "--set", "robustness.images=4",
                     "--set", "signatures.per_digit=2", "--set", "findings.images=20", "--set", "findings.per_digit=2",
                     "--set", "counterfactuals.tighten=0", "--set", "prototypes.strip=0.1", "--eps-grid", "0,0.01"],
+    "construct": ["construct", "{out}/toy.npz", "--out", "{out}/constructed"],
 }
+
+
+def _toy_npz(out) -> None:
+    """A tiny labelled set for `construct`: two separable blobs in the plane."""
+    import numpy as np
+
+    x = np.array([[0.1, 0.2], [0.15, 0.1], [0.2, 0.25], [0.8, 0.7], [0.9, 0.85], [0.75, 0.9]])
+    np.savez(out / "toy.npz", x=x, y=np.array([0, 0, 0, 1, 1, 1]))
+
+
+#: Files an invocation reads, made in its fresh directory before it runs.
+FIXTURES = {"construct": _toy_npz}
 
 
 def _lens_invocations() -> dict[str, list[str]]:
@@ -97,6 +110,8 @@ def test_every_json_command_is_covered():
 def test_json_output_is_one_document(name, tmp_path):
     """`polylens NAME ... --json` exits 0 and its whole stdout parses as one JSON document."""
     args = [a.format(out=tmp_path) for a in INVOCATIONS[name]] + ["--json"]
+    if name in FIXTURES:
+        FIXTURES[name](tmp_path)
     proc = run_polylens(args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert isinstance(one_json_document(proc.stdout), dict)

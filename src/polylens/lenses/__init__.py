@@ -36,6 +36,7 @@ BUILTIN: tuple[str, ...] = (
     "polylens.lenses.findings.lens:FINDINGS",
     "polylens.lenses.regions.lens:REGIONS",
     "polylens.lenses.bases.lens:BASES_LENS",
+    "polylens.lenses.truncation.lens:TRUNCATION",
 )
 
 _lock = threading.Lock()
