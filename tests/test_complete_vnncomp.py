@@ -117,6 +117,21 @@ def test_vnncomp_instances_and_replay(tmp_path):
     assert {"sat", "unsat"} <= seen
 
 
+def test_vnncomp_json_is_one_document(tmp_path):
+    """Both forms of ``polylens vnncomp --json`` print exactly one JSON document on stdout and exit 0,
+    and bad input is one error line with exit status 2 (the stdout contract, on files made here)."""
+    o, v, _ = _fixture(tmp_path, "relu", 1)
+    (tmp_path / "i.csv").write_text(f"{o.name},{v.name},5\n")
+    for args in ([str(o), str(v), "--timeout", "5", "--result", str(tmp_path / "r.txt")],
+                 ["--instances", str(tmp_path / "i.csv"), "--out", str(tmp_path / "o")]):
+        p = subprocess.run([sys.executable, "-m", "polylens", "vnncomp", *args, "--json"], capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert isinstance(json.loads(p.stdout), dict)
+    p = subprocess.run([sys.executable, "-m", "polylens", "vnncomp", str(o)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and p.stdout == "" and len(p.stderr.strip().splitlines()) == 1
+
+
 @needs_shared
 def test_vnncomp_one_instance_contract(tmp_path):
     """``polylens vnncomp ONNX VNNLIB --timeout S --result FILE`` on gzipped 2021 files: exit 0, the
