@@ -61,7 +61,7 @@ from polylens.bounds.crown import _backward_chunked, _relax
 from polylens.errors import InfeasibleError, ParameterError, SolverError
 from polylens.lenses.verify.budget import LP_ITERATION_LIMIT, Budget, UnknownReason
 from polylens.lp.highs import LPSolver, Sense
-from polylens.lp.polytope import Role, build_polytope
+from polylens.lp.polytope import Role, build_polytope, build_polytopes
 from polylens.nn.activations import Family
 from polylens.nn.network import Network
 from polylens.relax.envelopes import Envelope, Hull, check_envelope
@@ -70,7 +70,8 @@ from polylens.validation import check_bool, check_int
 
 Array = np.ndarray
 
-__all__ = ["BabOptions", "BabResult", "ProofNode", "ProofTree", "Spec", "branch_and_bound", "recheck",
+__all__ = ["BabOptions", "BabResult", "ProofNode", "ProofTree", "Spec", "branch_and_bound", "branch_and_bound_many",
+           "recheck",
            "robustness_spec"]
 
 #: A smooth neuron whose interval is narrower than this is not split again.
@@ -270,6 +271,23 @@ class ProofTree:
             return 0 if n is None or n.split is None else 1 + max(d(n.low), d(n.high))
         return d(self.root)
 
+    def group_bounds(self) -> Array:
+        """(G,): per disjunct, the smallest bound with which a node proved it (+inf when only empty
+        regions did): a rigorous lower bound of that disjunct's best row over the whole box, since
+        every point of the box lies in a leaf whose path has a node proving it with that bound."""
+        out = np.full(self.spec.n_groups, np.inf)
+
+        def walk(n):
+            if n is None:
+                return
+            if n.method != "empty":
+                for g, b in zip(n.proved, n.bounds):
+                    out[g] = min(out[g], b)
+            walk(n.low)
+            walk(n.high)
+        walk(self.root)
+        return out
+
     def to_dict(self) -> dict:
         return {"spec": self.spec.to_dict(), "rebound": self.rebound, "envelope": self.envelope.to_dict(),
                 "root": self.root.to_dict(), "nodes": self.n_nodes, "leaves": self.n_leaves, "depth": self.depth}
@@ -350,6 +368,11 @@ def _crown_rows(network: Network, relax, xl: Array, xu: Array, spec: Spec) -> Ar
     return _round_add(_backward_chunked(network, network.n_hidden_layers, relax, xl, xu, C), spec.h0)
 
 
+def _crown_rows_many(network: Network, relax, xl: Array, xu: Array, H: Array, h0: Array) -> Array:
+    """(N, R) rigorous lower bounds of each region's own spec rows ``H`` (N, R, C) + ``h0`` (N, R)."""
+    return _round_add(_backward_chunked(network, network.n_hidden_layers, relax, xl, xu, np.ascontiguousarray(H)), h0)
+
+
 def _splittable(network: Network, b: _Batch) -> list[Array]:
     out = []
     for act, L, U in zip(network.activations, b.L, b.U):
@@ -401,16 +424,17 @@ def _split_point(act, L: float, U: float) -> float:
 
 
 def _lp_rows(network: Network, xl: Array, xu: Array, L: Sequence[Array], U: Sequence[Array], spec: Spec, open_g,
-             envelope: Envelope, budget: Budget):
-    """LP lower bounds of the rows of the open disjuncts over one region. Returns (rows (R,) with
-    -inf where not computed, input points of the LP optima, solves, empty: the LP proved the region
-    empty)."""
+             envelope: Envelope, budget: Budget, poly=None):
+    """LP lower bounds of the rows of the open disjuncts over one region (``poly``: its polytope when
+    already built). Returns (rows (R,) with -inf where not computed, input points of the LP optima,
+    solves, empty: the LP proved the region empty)."""
     out = np.full(spec.H.shape[0], -np.inf)
     pts = []
-    try:
-        poly = build_polytope(network, xl, xu, list(zip(L, U)), envelope)
-    except InfeasibleError:
-        return out, pts, 0, False
+    if poly is None:
+        try:
+            poly = build_polytope(network, xl, xu, list(zip(L, U)), envelope)
+        except InfeasibleError:
+            return out, pts, 0, False
     solver = LPSolver(poly, deadline=budget.deadline, iteration_limit=LP_ITERATION_LIMIT)
     logit = poly.handle(Role.LOGIT)
     for g in open_g:
@@ -478,64 +502,90 @@ def branch_and_bound(network: Network, xl: Array, xu: Array, spec: Spec, *, opti
                      attack: Callable[[Array], Array | None] | None = None) -> BabResult:
     """Decide ``spec`` on the box [xl, xu] (each (d,)); see the module docstring.
 
-    ``attack(starts (n, d))``: the
-    caller's attack, returning a confirmed counterexample or None. ``budget``: the unit's budget.
+    ``attack(starts (n, d))``: the caller's attack, returning a candidate counterexample or None
+    (confirmed here). ``budget``: the unit's wall-clock budget.
     """
+    return branch_and_bound_many(network, np.asarray(xl, float).reshape(1, -1), np.asarray(xu, float).reshape(1, -1),
+                                 [spec], options=options, budget=budget,
+                                 attack=None if attack is None else (lambda p, starts: attack(starts)))[0]
+
+
+def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequence[Spec], *,
+                          options: BabOptions = BabOptions(), budget: Budget | None = None,
+                          attack: Callable[[int, Array], Array | None] | None = None) -> list[BabResult]:
+    """:func:`branch_and_bound` for P problems at once: boxes ``xl``, ``xu`` (P, d) and one spec each
+    (all with the same rows-to-disjuncts layout). Their nodes share every vectorised bounding pass,
+    which is what makes many small searches cheap (the relaxations' cost is mostly per call). Each
+    problem gets at most ``options.max_nodes`` nodes; ``budget`` is shared (every problem ends by
+    its deadline). ``attack(p, starts)``: the caller's attack for problem p. One result per problem."""
     import time
 
     t0 = time.monotonic()
     budget = budget or Budget(None)
-    if not isinstance(spec, Spec):
-        raise ParameterError(f"The 'spec' parameter of branch_and_bound must be a Spec. Got {type(spec).__name__} instead.")
-    if spec.H.shape[1] != network.n_classes:
-        raise ParameterError(f"The spec's rows must have {network.n_classes} entries (one per logit). "
-                             f"Got {spec.H.shape[1]} instead.")
-    xl = np.asarray(xl, dtype=np.float64).ravel()
-    xu = np.asarray(xu, dtype=np.float64).ravel()
+    xl = np.atleast_2d(np.asarray(xl, dtype=np.float64))
+    xu = np.atleast_2d(np.asarray(xu, dtype=np.float64))
+    P = xl.shape[0]
+    specs = list(specs)
+    if len(specs) != P or xu.shape != xl.shape or xl.shape[1] != network.input_dim:
+        raise ParameterError(f"branch_and_bound_many needs boxes (P, {network.input_dim}) and one spec per box. "
+                             f"Got boxes {xl.shape}, {xu.shape} and {len(specs)} specs instead.")
+    for sp in specs:
+        if not isinstance(sp, Spec):
+            raise ParameterError(f"The specs of branch_and_bound must be Spec values. Got {type(sp).__name__} instead.")
+        if sp.H.shape[1] != network.n_classes:
+            raise ParameterError(f"The spec's rows must have {network.n_classes} entries (one per logit). "
+                                 f"Got {sp.H.shape[1]} instead.")
+        if not np.array_equal(sp.group, specs[0].group) or sp.strict != specs[0].strict:
+            raise ParameterError("The specs of branch_and_bound_many must share their rows-to-disjuncts layout.")
+    layout = specs[0]
+    Hs = np.stack([sp.H for sp in specs])
+    h0s = np.stack([sp.h0 for sp in specs])
     rebound = options.rebounds(network)
     use_lp = options.uses_lp(network)
     pl = all(a.spec.family is Family.PIECEWISE_LINEAR for a in network.activations)
-    stats = {"nodes": 0, "lp": 0}
+    nodes_of = np.zeros(P, dtype=int)
+    lp_of = np.zeros(P, dtype=int)
+    results: list[BabResult | None] = [None] * P
+    tie = np.zeros(P, bool)
+    tied_lb = np.full(P, math.inf)
 
-    def done(status, **kw):
-        return BabResult(status, nodes=stats["nodes"], lp_solves=stats["lp"], seconds=time.monotonic() - t0, **kw)
+    def finish(p, status, **kw):
+        if results[p] is None:
+            results[p] = BabResult(status, nodes=int(nodes_of[p]), lp_solves=int(lp_of[p]),
+                                   seconds=time.monotonic() - t0, **kw)
 
-    def unsafe(points: Array):
+    def unsafe(p: int, points: Array):
         points = np.atleast_2d(points)
         if points.size == 0:
             return None
-        points = np.clip(points, xl, xu)
-        hold = spec.holds(network(points))
+        points = np.clip(points, xl[p], xu[p])
+        hold = specs[p].holds(network(points))
         hit = np.flatnonzero(hold.any(axis=1))
         if hit.size:
             i = int(hit[0])
             return points[i].copy(), int(np.flatnonzero(hold[i])[0])
         return None
 
-    # The root's bounds are computed here, on this one box, exactly as recheck computes them.
-    root_bounds = crown_ibp_bounds(network, xl[None], xu[None])
-    rb = _Batch([np.asarray(a, float)[:1].copy() for a in root_bounds.lower],
-                [np.asarray(a, float)[:1].copy() for a in root_bounds.upper])
+    root_b = crown_ibp_bounds(network, xl, xu)
     recs: dict[int, _Rec] = {}
-    heap: list = []
+    heaps: list[list] = [[] for _ in range(P)]
     counter = [0]
-    best_points: list[Array] = []
-    tie = False
-    tied_lb = math.inf
+    best_points: list[list[Array]] = [[] for _ in range(P)]
+    prob_of: dict[int, int] = {}
 
     def bound(nodes: list[_Node], start: int) -> list[_Node]:
-        """Bound a batch of fresh nodes: records what each proves, looks for counterexamples, and
-        returns the nodes still open (with their split chosen)."""
-        nonlocal tie, tied_lb
+        """Bound a batch of fresh nodes (of any problems): records what each proves, looks for
+        counterexamples, and returns the nodes still open (with their split chosen)."""
         n = len(nodes)
-        stats["nodes"] += n
-        b = _Batch([np.stack([nd.L[l] for nd in nodes]) for l in range(len(rb.L))],
-                   [np.stack([nd.U[l] for nd in nodes]) for l in range(len(rb.L))])
-        XL, XU = np.broadcast_to(xl, (n, xl.size)), np.broadcast_to(xu, (n, xu.size))
+        ps = np.array([prob_of[nd.id] for nd in nodes])
+        np.add.at(nodes_of, ps, 1)
+        b = _Batch([np.stack([nd.L[l] for nd in nodes]) for l in range(network.n_hidden_layers)],
+                   [np.stack([nd.U[l] for nd in nodes]) for l in range(network.n_hidden_layers)])
+        XL, XU = xl[ps], xu[ps]
         relax, empty, b = _rebound(network, XL, XU, b, start, rebound)
-        lb = _crown_rows(network, relax, XL, XU, spec)
-        proved = spec.proved(lb)
-        glb = spec.group_lb(lb)
+        lb = _crown_rows_many(network, relax, XL, XU, Hs[ps], h0s[ps])
+        proved = layout.proved(lb)
+        glb = layout.group_lb(lb)
         can = _splittable(network, b)
         still = []
         open_rows = np.zeros((n, network.n_classes))
@@ -543,6 +593,8 @@ def branch_and_bound(network: Network, xl: Array, xu: Array, spec: Spec, *, opti
             nd.L = [b.L[l][i] for l in range(len(b.L))]
             nd.U = [b.U[l][i] for l in range(len(b.U))]
             rec = recs[nd.id]
+            if results[ps[i]] is not None:
+                continue
             if empty[i]:
                 rec.method, rec.proved, rec.bounds = "empty", nd.open_g, ()
                 continue
@@ -554,39 +606,55 @@ def branch_and_bound(network: Network, xl: Array, xu: Array, spec: Spec, *, opti
                 continue
             worst = min(nd.open_g, key=lambda g: glb[i, g])
             nd.lb = float(glb[i, worst])
-            r = np.flatnonzero(spec.group == worst)
-            open_rows[i] = spec.H[r[np.argmax(lb[i, r])]]
+            r = np.flatnonzero(layout.group == worst)
+            open_rows[i] = Hs[ps[i], r[np.argmax(lb[i, r])]]
             still.append(i)
         if not still:
             return []
         idx = np.array(still)
         scores, corners = _score(network, [_sub(r, idx) for r in relax], XL[idx], XU[idx], open_rows[idx],
                                  [c[idx] for c in can])
-        hit = unsafe(corners)
-        if hit is not None:
-            raise _Found(*hit)
+        for pos, i in enumerate(still):
+            p = int(ps[i])
+            if results[p] is None:
+                hit = unsafe(p, corners[pos])
+                if hit is not None:
+                    finish(p, "falsified", counterexample=hit[0], group=hit[1])
         out = []
+        no_splits = [all(not np.isfinite(s_[pos]).any() for s_ in scores) for pos in range(len(still))]
+        lp_pos = [pos for pos in range(len(still)) if (use_lp or (no_splits[pos] and pl)) and results[ps[still[pos]]] is None]
+        polys = {}
+        if lp_pos and not budget.expired():
+            # One vectorised envelope build per layer for every region of the batch that gets an LP.
+            sel = idx[lp_pos]
+            built = build_polytopes(network, XL[sel], XU[sel], [a[sel] for a in b.L], [a[sel] for a in b.U],
+                                    options.envelope)
+            polys = dict(zip(lp_pos, built))
         for pos, i in enumerate(still):
             nd = nodes[i]
+            p = int(ps[i])
+            if results[p] is not None:
+                continue
             rec = recs[nd.id]
-            no_split = all(not np.isfinite(s[pos]).any() for s in scores)
+            no_split = no_splits[pos]
             if use_lp or (no_split and pl):
-                if budget.expired():
+                if budget.expired() or pos not in polys:
                     raise _OutOfBudget()
-                rows, pts, solves, lp_empty = _lp_rows(network, xl, xu, nd.L, nd.U, spec, nd.open_g,
-                                                       options.envelope, budget)
-                stats["lp"] += solves
+                rows, pts, solves, lp_empty = _lp_rows(network, xl[p], xu[p], nd.L, nd.U, specs[p], nd.open_g,
+                                                       options.envelope, budget, polys[pos])
+                lp_of[p] += solves
                 if lp_empty:
                     rec.method, rec.proved, rec.bounds, rec.lp_groups = "empty", nd.open_g, (), nd.open_g
                     continue
-                hit = unsafe(np.array(pts)) if pts else None
+                hit = unsafe(p, np.array(pts)) if pts else None
                 if hit is not None:
-                    raise _Found(*hit)
-                best_points.extend(pts[:1])
+                    finish(p, "falsified", counterexample=hit[0], group=hit[1])
+                    continue
+                best_points[p] = (best_points[p] + pts[:1])[-8:]
                 # Both bounds are sound on the region: the node keeps the better of the two per row.
                 rows = np.maximum(rows, lb[i])
-                pr = spec.proved(rows[None])[0]
-                gl = spec.group_lb(rows[None])[0]
+                pr = layout.proved(rows[None])[0]
+                gl = layout.group_lb(rows[None])[0]
                 newly = tuple(g for g in nd.open_g if pr[g])
                 if newly:
                     rec.method, rec.lp_groups = "lp+crown", nd.open_g
@@ -597,65 +665,81 @@ def branch_and_bound(network: Network, xl: Array, xu: Array, spec: Spec, *, opti
                         continue
                 nd.lb = max(nd.lb, float(min(gl[g] for g in nd.open_g)))
             if no_split:
-                tie = True
-                tied_lb = min(tied_lb, nd.lb)
+                tie[p] = True
+                tied_lb[p] = min(tied_lb[p], nd.lb)
                 continue
-            flat = [(float(np.max(s[pos])), l, int(np.argmax(s[pos]))) for l, s in enumerate(scores)
-                    if np.isfinite(s[pos]).any()]
+            flat = [(float(np.max(s_[pos])), l, int(np.argmax(s_[pos]))) for l, s_ in enumerate(scores)
+                    if np.isfinite(s_[pos]).any()]
             _, l, j = max(flat)
-            act = network.activations[l]
-            nd.split = Split(l + 1, j, _split_point(act, float(nd.L[l][j]), float(nd.U[l][j])))
+            nd.split = Split(l + 1, j, _split_point(network.activations[l], float(nd.L[l][j]), float(nd.U[l][j])))
             out.append(nd)
-        if len(best_points) >= 8:
-            best_points[:] = best_points[-8:]
         return out
 
-    def new_node(L, U, open_g, depth) -> _Node:
+    def new_node(p, L, U, open_g, depth) -> _Node:
         counter[0] += 1
         recs[counter[0]] = _Rec()
+        prob_of[counter[0]] = p
         return _Node(counter[0], L, U, open_g, -math.inf, None, depth)
 
-    root = new_node([a[0] for a in rb.L], [a[0] for a in rb.U], tuple(range(spec.n_groups)), 0)
+    def try_attack(p, starts):
+        if attack is None or results[p] is not None:
+            return
+        cand = attack(p, starts)
+        if cand is not None:
+            h = unsafe(p, cand)
+            if h is not None:
+                finish(p, "falsified", counterexample=h[0], group=h[1])
+
+    roots = [new_node(p, [a[p].copy() for a in root_b.lower], [a[p].copy() for a in root_b.upper],
+                      tuple(range(layout.n_groups)), 0) for p in range(P)]
     try:
-        if attack is not None:
-            hit = attack(np.stack([(xl + xu) / 2]))
-            if hit is not None:
-                h = unsafe(hit)
-                if h is not None:
-                    return done("falsified", counterexample=h[0], group=h[1])
-        for nd in bound([root], network.n_hidden_layers):
-            heapq.heappush(heap, (nd.lb, nd.id, nd))
+        for p in range(P):
+            try_attack(p, ((xl[p] + xu[p]) / 2)[None])
+        live = [nd for nd in roots if results[prob_of[nd.id]] is None]
+        if live:
+            for nd in bound(live, network.n_hidden_layers):
+                heapq.heappush(heaps[prob_of[nd.id]], (nd.lb, nd.id, nd))
         steps = 0
-        while heap:
+        while True:
+            active = [p for p in range(P) if results[p] is None and heaps[p]]
+            if not active:
+                break
             if budget.expired():
                 raise _OutOfBudget()
-            if stats["nodes"] >= options.max_nodes:
-                return done("unknown", reason=UnknownReason.NODES, lower=heap[0][0])
-            batch = [heapq.heappop(heap)[2] for _ in range(min(options.batch, len(heap)))]
+            batch = []
+            per = max(1, options.batch // len(active))
+            for p in active:
+                if nodes_of[p] >= options.max_nodes:
+                    finish(p, "unknown", reason=UnknownReason.NODES, lower=heaps[p][0][0])
+                    continue
+                batch += [heapq.heappop(heaps[p])[2] for _ in range(min(per, len(heaps[p])))]
+            if not batch:
+                continue
             kids, start = [], network.n_hidden_layers
             for nd in batch:
-                lo = new_node(*_narrow(nd.L, nd.U, nd.split, 0), nd.open_g, nd.depth + 1)
-                hi = new_node(*_narrow(nd.L, nd.U, nd.split, 1), nd.open_g, nd.depth + 1)
+                p = prob_of[nd.id]
+                lo = new_node(p, *_narrow(nd.L, nd.U, nd.split, 0), nd.open_g, nd.depth + 1)
+                hi = new_node(p, *_narrow(nd.L, nd.U, nd.split, 1), nd.open_g, nd.depth + 1)
                 recs[nd.id].split, recs[nd.id].kids = nd.split, (lo.id, hi.id)
                 kids += [lo, hi]
                 start = min(start, nd.split.layer)  # 0-based index of the first layer after the split
             for nd in bound(kids, start):
-                heapq.heappush(heap, (nd.lb, nd.id, nd))
+                heapq.heappush(heaps[prob_of[nd.id]], (nd.lb, nd.id, nd))
             steps += 1
-            if attack is not None and options.attack_every and steps % options.attack_every == 0 and best_points:
-                hit = attack(np.stack(best_points))
-                if hit is not None:
-                    h = unsafe(hit)
-                    if h is not None:
-                        return done("falsified", counterexample=h[0], group=h[1])
-    except _Found as f:
-        return done("falsified", counterexample=f.x, group=f.group)
+            if attack is not None and options.attack_every and steps % options.attack_every == 0:
+                for p in active:
+                    if best_points[p]:
+                        try_attack(p, np.stack(best_points[p]))
     except _OutOfBudget:
-        return done("unknown", reason=UnknownReason.BUDGET, lower=heap[0][0] if heap else -math.inf)
-    if tie:
-        return done("unknown", reason=UnknownReason.TIE, lower=tied_lb)
-    tree = ProofTree(spec, _assemble(recs, root.id), rebound, options.envelope)
-    return done("verified", tree=tree, lower=math.inf)
+        for p in range(P):
+            finish(p, "unknown", reason=UnknownReason.BUDGET, lower=heaps[p][0][0] if heaps[p] else -math.inf)
+    for p in range(P):
+        if tie[p]:
+            finish(p, "unknown", reason=UnknownReason.TIE, lower=float(tied_lb[p]))
+        else:
+            finish(p, "verified", tree=ProofTree(specs[p], _assemble(recs, roots[p].id), rebound, options.envelope),
+                   lower=math.inf)
+    return results
 
 
 class _Found(Exception):
