@@ -68,7 +68,8 @@ def _lens_invocations() -> dict[str, list[str]]:
 
 #: Commands whose --json run in a fresh process is checked by another test (a demo costs a minute;
 #: that test runs one anyway), with where.
-COVERED_ELSEWHERE = {"demo": "tests/test_demo.py::test_demo_command_reuses_the_sweep"}
+COVERED_ELSEWHERE = {"demo": "tests/test_demo.py::test_demo_command_reuses_the_sweep",
+                     "vnncomp": "tests/test_complete_vnncomp.py::test_vnncomp_json_is_one_document"}
 
 for _name, _args in _lens_invocations().items():
     INVOCATIONS.setdefault(_name, _args)  # an explicit invocation above (verify with 2 workers) wins

@@ -31,6 +31,7 @@ EXIT_ERROR = 2
 
 #: Modules under polylens.cli that register commands on :data:`app`, in help order.
 COMMAND_MODULES: tuple[str, ...] = ("models", "lenses", "demo", "explore", "construct")
+COMMAND_MODULES: tuple[str, ...] = ("models", "lenses", "demo", "explore", "vnncomp")
 
 app = typer.Typer(
     name="polylens",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from pathlib import Path
@@ -55,6 +56,12 @@ class SolveStatus(StrEnum):
 
     OPTIMAL = "optimal"
     TIME_LIMIT = "time_limit"
+
+
+#: Model statuses of a solve stopped before its end: by the time limit, by the simplex iteration
+#: limit, or by the deadline's interrupt. All read as SolveStatus.TIME_LIMIT.
+_STOPPED = (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kIterationLimit,
+            highspy.HighsModelStatus.kInterrupt)
 
 
 class BasisStatus(Enum):
@@ -175,8 +182,16 @@ class LPSolver:
     >>> # solver = LPSolver(poly); sol = solver.solve(poly.margin_cost(3, 5), Sense.MIN); basis = solver.basis()
     """
 
-    def __init__(self, poly: Polytope, *, time_limit: float | None = None, threads: int = 1):
+    def __init__(self, poly: Polytope, *, time_limit: float | None = None, threads: int = 1,
+                 deadline: float | None = None, iteration_limit: int | None = None):
+        """``time_limit``: seconds per solve. ``deadline``: a ``time.monotonic()`` instant after which
+        no solve runs on: each solve gets at most the time left as its time limit and is interrupted
+        from HiGHS's simplex callback once the deadline has passed (a solve started after it ends at
+        once as ``time_limit``). ``iteration_limit``: simplex iterations per solve at most. A solve
+        stopped by any of them returns a TIME_LIMIT solution (see :mod:`polylens.lenses.verify.budget`)."""
         self.poly = poly
+        self.deadline = None if deadline is None else float(deadline)
+        self.time_limit = None if time_limit is None else float(time_limit)
         h = new_highs()
         h.setOptionValue("log_to_console", False)
         h.setOptionValue("threads", int(threads))
@@ -189,6 +204,17 @@ class LPSolver:
             if not time_limit > 0:
                 raise ParameterError(f"The 'time_limit' parameter of LPSolver must be a float in (0, inf). Got {time_limit!r} instead.")
             h.setOptionValue("time_limit", float(time_limit))
+        if iteration_limit is not None:
+            h.setOptionValue("simplex_iteration_limit", int(iteration_limit))
+        if self.deadline is not None:
+            deadline_ = self.deadline
+
+            def _interrupt(event) -> None:
+                if time.monotonic() >= deadline_:
+                    event.interrupt()
+
+            h.cbSimplexInterrupt += _interrupt
+            self._interrupt = _interrupt  # kept alive with the solver
         lp = highspy.HighsLp()
         A = poly.A.tocsc()
         lp.num_col_ = poly.n_cols
@@ -227,12 +253,16 @@ class LPSolver:
         h = self._h
         h.changeObjectiveSense(highspy.ObjSense.kMinimize if sense is Sense.MIN else highspy.ObjSense.kMaximize)
         h.changeColsCost(self.poly.n_cols, self._all, cost)
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            limit = left if self.time_limit is None else min(left, self.time_limit)
+            h.setOptionValue("time_limit", max(float(limit), 1e-6))
         h.run()
         self.n_solves += 1
         ms = h.getModelStatus()
         if ms == highspy.HighsModelStatus.kOptimal:
             status = SolveStatus.OPTIMAL
-        elif ms == highspy.HighsModelStatus.kTimeLimit:
+        elif ms in _STOPPED:
             status = SolveStatus.TIME_LIMIT
         elif ms == highspy.HighsModelStatus.kInfeasible:
             raise InfeasibleError("The polytope is infeasible: the bounds or envelopes it was built from exclude every input.")

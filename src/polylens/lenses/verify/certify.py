@@ -10,7 +10,13 @@ with [0, 1]^d. The answer is
 - ``falsified`` when an input inside the region is misclassified by the real network, confirmed by a
   forward pass: the image itself when the network already gets it wrong, a PGD attack's point, or an
   LP optimum's input;
-- ``unknown`` otherwise.
+- ``unknown`` otherwise, with its reason (``budget``, ``nodes`` or ``tie``: a margin within the
+  numerical tolerance of zero).
+
+What LPs leave open, branch and bound settles (``bab``, :mod:`polylens.lenses.verify.bab`): it splits
+pre-activation intervals, re-bounds and re-solves each half, looks for counterexamples at every node,
+and keeps its proof tree in the certificate; each unit gets a wall-clock budget that holds
+(:mod:`polylens.lenses.verify.budget`).
 
 The function is batched over images and returns one :class:`Certificate` per image.
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import InitVar, dataclass, field
 from enum import Enum, StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +55,8 @@ class DecidedBy(StrEnum):
     """The stage that settled a verdict (its text is the JSON value): the image itself misclassified
     (``clean``), a PGD point (``attack``), interval bounds (``ibp``), backward linear bounds
     (``crown``), optimised slopes (``alpha-crown``), the LP's safe bound (``lp``), an LP optimum's
-    input (``lp-point``), or, in a sweep, a counterexample found at a smaller radius (``inherited``,
+    input (``lp-point``), branch and bound's proof tree (``bab``) or a point it found (``bab-point``),
+    or, in a sweep, a counterexample found at a smaller radius (``inherited``,
     rendered ``"eps <radius>"``)."""
 
     CLEAN = "clean"
@@ -58,27 +66,32 @@ class DecidedBy(StrEnum):
     ALPHA_CROWN = "alpha-crown"
     LP = "lp"
     LP_POINT = "lp-point"
+    BAB = "bab"
+    BAB_POINT = "bab-point"
     INHERITED = "inherited"
 
 
 @dataclass(frozen=True)
 class VerifiedBy:
     """The cumulative ladder: verified by interval bounds, by backward linear bounds (or a cheaper
-    stage), by the LP (or a cheaper stage)."""
+    stage), by the LP (or a cheaper stage), by branch and bound (or a cheaper stage)."""
 
     ibp: bool = False
     crown: bool = False
     lp: bool = False
+    bab: bool = False
 
     def to_dict(self) -> dict[str, bool]:
-        return {"ibp": self.ibp, "crown": self.crown, "lp": self.lp}
+        return {"ibp": self.ibp, "crown": self.crown, "lp": self.lp, "bab": self.bab}
 
 
 @dataclass(frozen=True)
 class CertifyOptions:
     """How hard to try. ``envelope``: the LP's relaxation (``Hull(cuts)`` or ``Pair()``); ``use_lp``:
     run LPs where bound propagation fails; ``alpha``: also try CROWN with optimised slopes before LPs;
-    ``attack_steps``: PGD steps per run; ``time_limit``: seconds per LP solve (None: no limit).
+    ``attack_steps``: PGD steps per run; ``time_limit``: seconds per LP solve (None: no limit);
+    ``bab``: branch and bound for what the LPs leave open, with ``budget`` seconds per unit (an image
+    at a radius; None: unlimited) and at most ``bab_nodes`` nodes.
 
     ``mode``/``cuts`` are the older spelling of ``envelope`` (``CertifyOptions(mode="pair")``),
     converted by :meth:`~polylens.relax.envelopes.Envelope.from_mode`."""
@@ -88,6 +101,9 @@ class CertifyOptions:
     alpha: bool = False
     attack_steps: int = 30
     time_limit: float | None = None
+    bab: bool = True
+    budget: float | None = 10.0
+    bab_nodes: int = 2000
     mode: InitVar[EnvelopeMode | str | None] = None
     cuts: InitVar[int | None] = None
 
@@ -105,11 +121,16 @@ class CertifyOptions:
         check_int(self.attack_steps, "attack_steps", where, 0, 10_000)
         if self.time_limit is not None:
             check_float(self.time_limit, "time_limit", where, 0.0, None, lo_open=True)
+        check_bool(self.bab, "bab", where)
+        if self.budget is not None:
+            check_float(self.budget, "budget", where, 0.0, None, lo_open=True)
+        check_int(self.bab_nodes, "bab_nodes", where, 1, 10_000_000)
 
     def settings(self) -> dict:
         """The options as JSON types, as the results store records them (``mode``, ``cuts``, ...)."""
         return {**self.envelope.to_dict(), "use_lp": self.use_lp, "alpha": self.alpha,
-                "attack_steps": self.attack_steps, "time_limit": self.time_limit}
+                "attack_steps": self.attack_steps, "time_limit": self.time_limit, "bab": self.bab,
+                "budget": self.budget, "bab_nodes": self.bab_nodes}
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,6 +153,11 @@ class Certificate:
     margin_lower: Array
     counterexample: Array | None = field(default=None)
     lp_solves: int = 0
+    reason: str | None = None
+    """Why an unknown row stays unknown: ``budget``, ``nodes`` or ``tie`` (None when decided)."""
+    proof: Any = None
+    """The :class:`~polylens.lenses.verify.bab.ProofTree` of a row verified by branch and bound."""
+    bab_nodes: int = 0
 
     def to_dict(self) -> dict:
         d = {"index": self.index, "eps": self.eps, "label": self.label, "prediction": self.prediction,
@@ -141,6 +167,10 @@ class Certificate:
              "lp_solves": self.lp_solves}
         if self.counterexample is not None:
             d["counterexample"] = [float(v) for v in self.counterexample]
+        if self.reason is not None:
+            d["reason"] = self.reason
+        if self.proof is not None:
+            d["proof"] = self.proof.to_dict()
         return d
 
 
@@ -254,9 +284,50 @@ def certify(network: Network, x: Array, labels: Array, eps: float, *, indices: A
                 ok_lp[i] = True
                 decided[i] = DecidedBy.LP
 
+    # Stage 5: branch and bound for what is still open, one budget per unit.
+    ok_bab = ok_lp.copy()
+    reasons: list[str | None] = [None] * N
+    proofs: list[Any] = [None] * N
+    bab_nodes = np.zeros(N, dtype=int)
+    if options.bab:
+        from polylens.lenses.verify.bab import BabOptions, branch_and_bound_many, robustness_spec
+        from polylens.lenses.verify.budget import Budget
+
+        todo = np.flatnonzero(~ok_lp & ~falsified)
+        if todo.size:
+            def attack(p, starts):
+                i = todo[p]
+                r = pgd_attack(network, np.clip(starts, xl[i], xu[i]), np.full(len(starts), labels[i]),
+                               np.broadcast_to(xl[i], starts.shape), np.broadcast_to(xu[i], starts.shape),
+                               steps=max(options.attack_steps, 10), restarts=1, seed=seed,
+                               row_ids=np.full(len(starts), indices[i]))
+                return r.x[np.flatnonzero(r.found)[0]] if r.found.any() else None
+
+            # Every open unit of this batch is searched at once (their nodes share the vectorised
+            # bounding passes), within one budget of ``options.budget`` seconds.
+            results = branch_and_bound_many(
+                network, xl[todo], xu[todo], [robustness_spec(int(labels[i]), network.n_classes) for i in todo],
+                options=BabOptions(envelope=options.envelope, max_nodes=options.bab_nodes, batch=64),
+                budget=Budget(options.budget), attack=attack if options.attack_steps > 0 else None)
+            for i, res in zip(todo, results):
+                solves[i] += res.lp_solves
+                bab_nodes[i] = res.nodes
+                if res.status == "verified":
+                    ok_bab[i] = True
+                    decided[i] = DecidedBy.BAB
+                    proofs[i] = res.tree
+                    others = [k for k in range(network.n_classes) if k != labels[i]]  # the spec's disjuncts
+                    best[i, others] = np.maximum(best[i, others], res.tree.group_bounds())
+                elif res.status == "falsified" and is_counterexample(network, res.counterexample,
+                                                                     np.array([labels[i]]), xl[i], xu[i])[0]:
+                    cex[i] = res.counterexample
+                    decided[i] = DecidedBy.BAB_POINT
+                    falsified[i] = True
+                else:
+                    reasons[i] = str(res.reason) if res.reason is not None else "tie"
     out = []
     for i in range(N):
-        if ok_lp[i]:
+        if ok_bab[i]:
             status = Status.VERIFIED
         elif falsified[i]:
             status = Status.FALSIFIED
@@ -265,9 +336,10 @@ def certify(network: Network, x: Array, labels: Array, eps: float, *, indices: A
         out.append(Certificate(
             index=int(indices[i]), eps=float(eps), label=int(labels[i]), prediction=int(pred[i]), status=status,
             decided_by=decided[i] if status is not Status.UNKNOWN else None,
-            verified_by=VerifiedBy(bool(ok_ibp[i]), bool(ok_crown[i]), bool(ok_lp[i])),
+            verified_by=VerifiedBy(bool(ok_ibp[i]), bool(ok_crown[i]), bool(ok_lp[i]), bool(ok_bab[i])),
             margin_lower=best[i].copy(), counterexample=cex[i].copy() if status is Status.FALSIFIED else None,
-            lp_solves=int(solves[i])))
+            lp_solves=int(solves[i]), reason=reasons[i] if status is Status.UNKNOWN else None, proof=proofs[i],
+            bab_nodes=int(bab_nodes[i])))
     return out
 
 

@@ -39,7 +39,7 @@ Array = np.ndarray
 __all__ = ["RATES", "Rate", "RateTable", "SweepResult", "SweepRow", "radius_key", "rate_table", "run_sweep",
            "summarize", "wilson"]
 
-RATES = ("clean", "ibp", "crown", "lp", "attack", "unknown", "lp_classifier")
+RATES = ("clean", "ibp", "crown", "lp", "attack", "unknown", "lp_classifier", "bab")
 
 
 def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -101,6 +101,7 @@ class SweepRow:
     counterexample: Array | None
     lp_class: int | None = None
     inherited_from: float | None = None
+    reason: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "status", Status(self.status))
@@ -114,7 +115,7 @@ class SweepRow:
     @classmethod
     def from_certificate(cls, c: Certificate, lp_class: int | None = None) -> "SweepRow":
         return cls(c.index, c.eps, c.label, c.prediction, c.status, c.decided_by, c.verified_by, c.margin_lower,
-                   c.lp_solves, c.counterexample, lp_class)
+                   c.lp_solves, c.counterexample, lp_class, None, c.reason)
 
     @classmethod
     def inherited(cls, index: int, eps: float, label: int, prediction: int, counterexample: Array,
@@ -126,7 +127,7 @@ class SweepRow:
     def with_lp_class(self, lp_class: int | None) -> "SweepRow":
         return SweepRow(self.index, self.eps, self.label, self.prediction, self.status, self.decided_by,
                         self.verified_by, self.margin_lower, self.lp_solves, self.counterexample, lp_class,
-                        self.inherited_from)
+                        self.inherited_from, self.reason)
 
     def to_dict(self) -> dict:
         """The row's JSON (what the store keeps): index, eps, label, prediction, status, decided_by
@@ -144,6 +145,8 @@ class SweepRow:
         if self.counterexample is not None:
             d["counterexample"] = [float(v) for v in self.counterexample]
         d["lp_class"] = self.lp_class
+        if self.reason is not None:
+            d["reason"] = self.reason
         return d
 
     @classmethod
@@ -159,7 +162,7 @@ class SweepRow:
                    None if decided is None else DecidedBy(decided), VerifiedBy(**d["verified_by"]),
                    None if ml is None else np.array([np.nan if v is None else v for v in ml], dtype=np.float64),
                    int(d.get("lp_solves", 0)), None if cex is None else np.asarray(cex, dtype=np.float64),
-                   d.get("lp_class"), inherited)
+                   d.get("lp_class"), inherited, d.get("reason"))
 
     # -- the dict view (a stopgap for callers that read rows as dicts) ----------------------------
 
@@ -270,7 +273,8 @@ def rate_table(rows: Sequence["SweepRow | Mapping[str, Any]"], eps: Sequence[flo
         with_lpc = bool(rs) and rs[0].lp_class is not None
         k = np.array([[r.prediction == r.label, r.verified_by.ibp, r.verified_by.crown, r.verified_by.lp,
                        r.status is not Status.FALSIFIED, r.status is Status.UNKNOWN,
-                       with_lpc and r.lp_class == r.label] for r in rs], dtype=np.int64).reshape(-1, R)
+                       with_lpc and r.lp_class == r.label, r.verified_by.bab] for r in rs],
+                     dtype=np.int64).reshape(-1, R)
         labels = np.array([r.label for r in rs], dtype=np.int64)
         counts[i], n[i] = k.sum(axis=0), len(rs)
         for c in range(n_classes):

@@ -1,0 +1,838 @@
+"""Complete verification by branch and bound over pre-activation splits, with a proof tree that can be re-checked.
+
+The question. A *specification* is a list of unsafe sets, each a conjunction of linear conditions
+on the logits y: disjunct g holds at x when every row r of g has ``H[r] @ y(x) + h0[r] <= 0``
+(``< 0`` when ``strict``). The network is *safe* on the input box when no disjunct holds anywhere in
+the box; it is *unsafe* when some x in the box satisfies a disjunct (a counterexample). Robustness
+of label y is the specification with one disjunct per class k != y and the single row
+``y_label - y_k`` (strict: a tie is not a misclassification); a VNN-LIB property is read into the
+same shape (:mod:`polylens.lenses.verify.vnnlib`).
+
+Proving a disjunct empty on a region: some row's rigorous lower bound over the region is above
+:data:`~polylens.tolerances.VERIFY_MARGIN`. Bounds come from backward linear propagation (CROWN) on
+the region's pre-activation intervals, or from the LP over the polytope built on them (safe dual
+bound), both sound in floating point (:mod:`polylens.bounds`, :mod:`polylens.lp.highs`).
+
+Branching. A region is the input box intersected with split conditions ``a_l[j] <= t`` or
+``a_l[j] >= t`` on pre-activations. Splitting a neuron's interval [L, U] at t gives two children
+whose union is the parent: {a <= t} and {a >= t}. For relu (and every piecewise-linear activation,
+whose pieces meet at 0) t = 0, and a split neuron becomes exact (the two pieces of the ReLU
+split); for smooth activations (GELU, sigmoid, tanh) t = 0 when it splits the interval well, else
+its midpoint, and each half gets a tighter envelope. A child's intervals are the parent's with the
+split neuron narrowed, then every later layer is bounded again by CROWN over the narrowed ones and
+intersected with the parent's (sound: the child region lies in the parent's, and every relaxation
+used is valid on the child region, where the split neuron's interval holds). An empty interval
+(L > U, both rigorous) proves the region empty.
+
+The neuron to split: a BaBSR-like score from one approximate backward pass of the weakest open row:
+the coefficient of each neuron's output times the gap of its relaxation (the distance between
+its lower or upper line, whichever the coefficient's sign selects, and the activation), largest
+first. Nodes are taken lowest bound first, in batches (the bounds of a batch are one vectorised
+pass).
+
+Counterexamples are sought at every node: the input corner that minimises the weakest row's
+linear bound, every LP optimum's input, and an attack (supplied by the caller) from the best
+points; a point counts only when the real network, evaluated in float64, satisfies a disjunct.
+
+Completeness for relu: when no unstable neuron is left the network is affine on the region and
+the LP over the split polytope is exact, so its value decides the node: a safe bound above the
+margin proves it; an optimum point satisfying the disjunct falsifies; anything else is a
+numerical tie (unknown, reason ``tie``).
+
+The proof. ``verified`` comes with a :class:`ProofTree`: every node's split and, per node, the
+disjuncts it proved and how (``crown``, ``lp`` or ``empty``). :func:`recheck` replays the tree from
+the root box alone, re-deriving every bound, and accepts it only when every leaf has every
+disjunct proved on its path (or is empty). A tree whose node claims a bound it does not have is
+rejected.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from polylens.bounds import crown_ibp_bounds
+from polylens.bounds.common import interval_affine
+from polylens.bounds.crown import _backward_chunked, _relax
+from polylens.errors import InfeasibleError, ParameterError, SolverError
+from polylens.lenses.verify.budget import LP_ITERATION_LIMIT, Budget, UnknownReason
+from polylens.lp.highs import LPSolver, Sense
+from polylens.lp.polytope import Role, build_polytope, build_polytopes
+from polylens.nn.activations import Family
+from polylens.nn.network import Network
+from polylens.relax.envelopes import Envelope, Hull, check_envelope
+from polylens.tolerances import VERIFY_MARGIN
+from polylens.validation import check_bool, check_int
+
+Array = np.ndarray
+
+__all__ = ["BabOptions", "BabResult", "ProofNode", "ProofTree", "Spec", "branch_and_bound", "branch_and_bound_many",
+           "recheck",
+           "robustness_spec"]
+
+#: A smooth neuron whose interval is narrower than this is not split again.
+MIN_SPLIT_WIDTH = 1e-4
+
+
+# ---------------------------------------------------------------------------------------------
+# Specifications
+
+
+@dataclass(frozen=True, eq=False)
+class Spec:
+    """Unsafe sets as rows over the logits: ``H`` (R, n_classes), ``h0`` (R,), ``group`` (R,) the
+    disjunct of each row (0 .. G-1). Disjunct g holds at y when ``H[r] @ y + h0[r] <= 0`` for every
+    row r of g (``< 0`` when ``strict``)."""
+
+    H: Array
+    h0: Array
+    group: Array
+    strict: bool = False
+
+    def __post_init__(self):
+        H = np.atleast_2d(np.asarray(self.H, dtype=np.float64))
+        h0 = np.asarray(self.h0, dtype=np.float64).ravel()
+        group = np.asarray(self.group, dtype=np.int64).ravel()
+        if H.shape[0] != h0.shape[0] or group.shape != h0.shape or H.shape[0] == 0:
+            raise ParameterError(f"A Spec needs one offset and one group per row; got H {H.shape}, h0 {h0.shape}, "
+                                 f"group {group.shape}.")
+        if not (np.all(np.isfinite(H)) and np.all(np.isfinite(h0))):
+            raise ParameterError("A Spec's rows must be finite.")
+        if set(group.tolist()) != set(range(int(group.max()) + 1)):
+            raise ParameterError("A Spec's groups must be numbered 0 .. G-1.")
+        object.__setattr__(self, "H", H)
+        object.__setattr__(self, "h0", h0)
+        object.__setattr__(self, "group", group)
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.group.max()) + 1
+
+    def values(self, logits: Array) -> Array:
+        """(N, R): ``H @ y + h0`` for logits (N, n_classes)."""
+        return np.atleast_2d(logits) @ self.H.T + self.h0
+
+    def holds(self, logits: Array) -> Array:
+        """(N, G) boolean: disjunct g holds at each row of logits."""
+        v = self.values(logits)
+        bad = v < 0 if self.strict else v <= 0
+        out = np.ones((v.shape[0], self.n_groups), bool)
+        for g in range(self.n_groups):
+            out[:, g] = np.all(bad[:, self.group == g], axis=1)
+        return out
+
+    def proved(self, row_lb: Array) -> Array:
+        """(N, G) boolean: disjunct g is proved empty by the row lower bounds (N, R)."""
+        out = np.zeros((row_lb.shape[0], self.n_groups), bool)
+        for g in range(self.n_groups):
+            out[:, g] = np.max(row_lb[:, self.group == g], axis=1) > VERIFY_MARGIN
+        return out
+
+    def group_lb(self, row_lb: Array) -> Array:
+        """(N, G): the best row bound of each disjunct."""
+        return np.stack([np.max(row_lb[:, self.group == g], axis=1) for g in range(self.n_groups)], axis=1)
+
+    def to_dict(self) -> dict:
+        return {"H": self.H.tolist(), "h0": self.h0.tolist(), "group": self.group.tolist(), "strict": self.strict}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Spec":
+        return cls(np.asarray(d["H"]), np.asarray(d["h0"]), np.asarray(d["group"]), bool(d["strict"]))
+
+
+def robustness_spec(label: int, n_classes: int, classes: Sequence[int] | None = None) -> Spec:
+    """Misclassification of ``label``: one disjunct per other class k (``classes``: only those), row
+    ``y_label - y_k``, strict (a tie is not a counterexample)."""
+    ks = [k for k in (range(n_classes) if classes is None else classes) if k != label]
+    if not ks:
+        raise ParameterError("robustness_spec needs at least one class other than the label.")
+    H = np.zeros((len(ks), n_classes))
+    H[np.arange(len(ks)), label] = 1.0
+    H[np.arange(len(ks)), ks] = -1.0
+    return Spec(H, np.zeros(len(ks)), np.arange(len(ks)), strict=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Options, tree, result
+
+
+@dataclass(frozen=True)
+class BabOptions:
+    """How the search runs. ``lp``: bound nodes by the LP over the split polytope as well as by
+    CROWN (``"auto"``: when the network has at most ``lp_max_neurons`` hidden neurons; ``"always"``,
+    ``"never"``; fully split relu nodes always get their exact LP). ``rebound``: bound every later
+    layer again after a split (``"auto"``: for at most ``rebound_max_neurons`` hidden neurons).
+    ``batch``: nodes expanded per step; ``max_nodes``: nodes bounded at most; ``envelope``: the LP's
+    relaxation; ``attack_every``: run the caller's attack every this many batches (0: never)."""
+
+    lp: str = "auto"
+    rebound: str = "auto"
+    batch: int = 16
+    max_nodes: int = 20_000
+    envelope: Envelope = Hull()
+    lp_max_neurons: int = 64
+    rebound_max_neurons: int = 600
+    attack_every: int = 4
+
+    def __post_init__(self):
+        for name in ("lp", "rebound"):
+            if getattr(self, name) not in ("auto", "always", "never"):
+                raise ParameterError(f"The '{name}' parameter of BabOptions must be one of auto, always, never. "
+                                     f"Got {getattr(self, name)!r} instead.")
+        check_int(self.batch, "batch", "BabOptions", 1, 10_000)
+        check_int(self.max_nodes, "max_nodes", "BabOptions", 1, 10_000_000)
+        check_int(self.attack_every, "attack_every", "BabOptions", 0, 10_000)
+        object.__setattr__(self, "envelope", check_envelope(self.envelope, "BabOptions"))
+
+    def uses_lp(self, network: Network) -> bool:
+        return self.lp == "always" or (self.lp == "auto" and sum(network.hidden_widths) <= self.lp_max_neurons)
+
+    def rebounds(self, network: Network) -> bool:
+        return self.rebound == "always" or (self.rebound == "auto"
+                                            and sum(network.hidden_widths) <= self.rebound_max_neurons)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Split hidden layer ``layer`` (1-based) neuron ``neuron`` at ``point``: children a <= t, a >= t."""
+
+    layer: int
+    neuron: int
+    point: float
+
+    def to_dict(self) -> dict:
+        return {"layer": self.layer, "neuron": self.neuron, "point": self.point}
+
+
+@dataclass(frozen=True, eq=False)
+class ProofNode:
+    """One node of the tree: the disjuncts ``proved`` here, by ``method`` (``crown``, ``lp``, or
+    ``empty``: the region has no point, or ``lp+crown``: the better of the LP's and CROWN's bound per
+    row, the LP solved for the disjuncts ``lp_groups`` in that order), with their claimed
+    ``bounds``; and, for an inner node, its ``split`` and its two children ``low`` (a <= t) and
+    ``high`` (a >= t)."""
+
+    proved: tuple[int, ...] = ()
+    method: str | None = None
+    bounds: tuple[float, ...] = ()
+    split: Split | None = None
+    low: "ProofNode | None" = None
+    high: "ProofNode | None" = None
+    lp_groups: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"proved": list(self.proved), "method": self.method, "bounds": list(self.bounds),
+                             "lp_groups": list(self.lp_groups)}
+        if self.split is not None:
+            d["split"] = self.split.to_dict()
+            d["low"] = self.low.to_dict() if self.low is not None else None
+            d["high"] = self.high.to_dict() if self.high is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ProofNode":
+        s = d.get("split")
+        return cls(tuple(int(g) for g in d.get("proved", ())), d.get("method"), tuple(float(b) for b in d.get("bounds", ())),
+                   None if s is None else Split(int(s["layer"]), int(s["neuron"]), float(s["point"])),
+                   None if d.get("low") is None else cls.from_dict(d["low"]),
+                   None if d.get("high") is None else cls.from_dict(d["high"]),
+                   tuple(int(g) for g in d.get("lp_groups", ())))
+
+
+@dataclass(frozen=True, eq=False)
+class ProofTree:
+    """A branch-and-bound proof: the specification, how nodes were bounded (``rebound``, the LP
+    ``envelope``) and the root :class:`ProofNode`. :func:`recheck` verifies it."""
+
+    spec: Spec
+    root: ProofNode
+    rebound: bool
+    envelope: Envelope = Hull()
+
+    @property
+    def n_nodes(self) -> int:
+        def count(n):
+            return 0 if n is None else 1 + count(n.low) + count(n.high)
+        return count(self.root)
+
+    @property
+    def n_leaves(self) -> int:
+        def count(n):
+            return 0 if n is None else (1 if n.split is None else count(n.low) + count(n.high))
+        return count(self.root)
+
+    @property
+    def depth(self) -> int:
+        def d(n):
+            return 0 if n is None or n.split is None else 1 + max(d(n.low), d(n.high))
+        return d(self.root)
+
+    def group_bounds(self) -> Array:
+        """(G,): per disjunct, the smallest bound with which a node proved it (+inf when only empty
+        regions did): a rigorous lower bound of that disjunct's best row over the whole box, since
+        every point of the box lies in a leaf whose path has a node proving it with that bound."""
+        out = np.full(self.spec.n_groups, np.inf)
+
+        def walk(n):
+            if n is None:
+                return
+            if n.method != "empty":
+                for g, b in zip(n.proved, n.bounds):
+                    out[g] = min(out[g], b)
+            walk(n.low)
+            walk(n.high)
+        walk(self.root)
+        return out
+
+    def to_dict(self) -> dict:
+        return {"spec": self.spec.to_dict(), "rebound": self.rebound, "envelope": self.envelope.to_dict(),
+                "root": self.root.to_dict(), "nodes": self.n_nodes, "leaves": self.n_leaves, "depth": self.depth}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ProofTree":
+        env = d.get("envelope") or {}
+        envelope = Envelope.from_mode(env.get("mode", "hull"), int(env.get("cuts", 8) or 8), "ProofTree")
+        return cls(Spec.from_dict(d["spec"]), ProofNode.from_dict(d["root"]), bool(d["rebound"]), envelope)
+
+
+@dataclass(frozen=True, eq=False)
+class BabResult:
+    """``status``: ``verified`` (``tree`` set), ``falsified`` (``counterexample`` (d,) set, with the
+    ``group`` it satisfies) or ``unknown`` (``reason``: an :class:`UnknownReason`). ``lower``: the
+    best global lower bound of the weakest open disjunct when the search stopped (+inf when
+    verified). ``nodes``: nodes bounded; ``lp_solves``; ``seconds``."""
+
+    status: str
+    tree: ProofTree | None = None
+    counterexample: Array | None = None
+    group: int | None = None
+    reason: UnknownReason | None = None
+    lower: float = -math.inf
+    nodes: int = 0
+    lp_solves: int = 0
+    seconds: float = 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounding a batch of regions
+
+
+@dataclass
+class _Batch:
+    """Per-layer pre-activation intervals of N regions: ``L[l]``, ``U[l]`` (N, n_l)."""
+
+    L: list
+    U: list
+
+
+def _rebound(network: Network, xl: Array, xu: Array, b: _Batch, start: int, rebound: bool):
+    """Relaxations of every hidden layer for the N regions of ``b``; with ``rebound`` the layers from
+    ``start`` (0-based) on are bounded again by CROWN over the earlier ones and intersected with the
+    given intervals. Returns (relaxations, empty (N,) regions proved empty, the updated batch)."""
+    N = b.L[0].shape[0]
+    empty = np.zeros(N, bool)
+    H = network.n_hidden_layers
+    relax = []
+    L_out, U_out = list(b.L), list(b.U)
+    for k in range(H):
+        L, U = L_out[k], U_out[k]
+        if rebound and k >= max(start, 1):
+            lo_z, hi_z = relax[k - 1].zlo, relax[k - 1].zhi
+            Li, Ui = interval_affine(network.layers[k].W, network.layers[k].b, lo_z, hi_z)
+            lb = _backward_chunked(network, k, relax, xl, xu, None)
+            n = network.layers[k].out_features
+            L = np.maximum(np.maximum(L, Li), lb[:, :n])
+            U = np.minimum(np.minimum(U, Ui), -lb[:, n:])
+        bad = L > U
+        if bad.any():
+            empty |= bad.any(axis=1)
+            U = np.where(bad, L, U)
+        L_out[k], U_out[k] = L, U
+        relax.append(_relax(network.activations[k], L, U, k))
+    return relax, empty, _Batch(L_out, U_out)
+
+
+def _round_add(v: Array, c: Array) -> Array:
+    """A lower bound of the exact ``v + c`` (one rounding, stepped down once)."""
+    return np.nextafter(v + c, -np.inf)
+
+
+def _crown_rows(network: Network, relax, xl: Array, xu: Array, spec: Spec) -> Array:
+    """(N, R) rigorous lower bounds of every spec row over each region."""
+    N = xl.shape[0]
+    C = np.broadcast_to(spec.H, (N,) + spec.H.shape).copy()
+    return _round_add(_backward_chunked(network, network.n_hidden_layers, relax, xl, xu, C), spec.h0)
+
+
+def _crown_rows_many(network: Network, relax, xl: Array, xu: Array, H: Array, h0: Array) -> Array:
+    """(N, R) rigorous lower bounds of each region's own spec rows ``H`` (N, R, C) + ``h0`` (N, R)."""
+    return _round_add(_backward_chunked(network, network.n_hidden_layers, relax, xl, xu, np.ascontiguousarray(H)), h0)
+
+
+def _splittable(network: Network, b: _Batch) -> list[Array]:
+    out = []
+    for act, L, U in zip(network.activations, b.L, b.U):
+        if act.spec.family is Family.PIECEWISE_LINEAR:
+            out.append((L < 0) & (U > 0))
+        else:
+            out.append((U - L) > MIN_SPLIT_WIDTH * (1.0 + np.maximum(np.abs(L), np.abs(U))))
+    return out
+
+
+def _gap(act, L: Array, U: Array, slope: Array, icpt: Array, upper: bool) -> Array:
+    """Largest distance between a line and f on [L, U], on five sample points (a score, not a bound)."""
+    ts = [L + (U - L) * s for s in (0.0, 0.25, 0.5, 0.75, 1.0)] + [np.clip(np.zeros_like(L), L, U)]
+    g = np.zeros_like(L)
+    for t in ts:
+        d = (slope * t + icpt) - act(t)
+        g = np.maximum(g, d if upper else -d)
+    return g
+
+
+def _score(network: Network, relax, xl: Array, xu: Array, rows: Array, can: list[Array]):
+    """BaBSR-like scores per hidden layer (N, n_l) for one spec row per region (``rows`` (N, C)) and
+    the input corner (N, d) minimising that row's linear bound. Approximate float arithmetic: it
+    only chooses, never proves."""
+    H = network.n_hidden_layers
+    A = rows @ network.layers[H].W  # (N, n_{H-1}) coefficient of z_{H-1}
+    scores = [None] * H
+    for j in range(H - 1, -1, -1):
+        r = relax[j]
+        ls, li, us, ui = r.ls[:, 0], r.li[:, 0], r.us[:, 0], r.ui[:, 0]
+        Ap, An = np.maximum(A, 0.0), np.minimum(A, 0.0)
+        gl = _gap(r.act, r.L, r.U, ls, li, False)
+        gu = _gap(r.act, r.L, r.U, us, ui, True)
+        s = Ap * gl - An * gu
+        scores[j] = np.where(can[j], s + 1e-12 * (r.U - r.L), -np.inf)
+        lam = Ap * ls + An * us
+        A = lam @ network.layers[j].W
+    corner = np.where(A > 0, xl, xu)
+    return scores, corner
+
+
+def _split_point(act, L: float, U: float) -> float:
+    if act.spec.family is Family.PIECEWISE_LINEAR:
+        return 0.0
+    w = U - L
+    if L < -0.1 * w and U > 0.1 * w:
+        return 0.0
+    return 0.5 * (L + U)
+
+
+def _lp_rows(network: Network, xl: Array, xu: Array, L: Sequence[Array], U: Sequence[Array], spec: Spec, open_g,
+             envelope: Envelope, budget: Budget, poly=None):
+    """LP lower bounds of the rows of the open disjuncts over one region (``poly``: its polytope when
+    already built). Returns (rows (R,) with -inf where not computed, input points of the LP optima,
+    solves, empty: the LP proved the region empty)."""
+    out = np.full(spec.H.shape[0], -np.inf)
+    pts = []
+    if poly is None:
+        try:
+            poly = build_polytope(network, xl, xu, list(zip(L, U)), envelope)
+        except InfeasibleError:
+            return out, pts, 0, False
+    solver = LPSolver(poly, deadline=budget.deadline, iteration_limit=LP_ITERATION_LIMIT)
+    logit = poly.handle(Role.LOGIT)
+    for g in open_g:
+        for r in np.flatnonzero(spec.group == g):
+            if budget.expired():
+                return out, pts, solver.n_solves, False
+            try:
+                sol = solver.solve(poly.cost({logit: spec.H[r]}), Sense.MIN)
+            except InfeasibleError:
+                return out, pts, solver.n_solves, solver.proves_empty()
+            except SolverError:
+                continue
+            out[r] = float(_round_add(np.array(sol.safe_bound), spec.h0[r]))
+            pts.append(np.clip(sol.x[poly.inputs], xl, xu))
+            if out[r] > VERIFY_MARGIN:
+                break
+    return out, pts, solver.n_solves, False
+
+
+def _narrow(L: list, U: list, s: Split, side: int) -> tuple[list, list]:
+    L2, U2 = [a.copy() for a in L], [a.copy() for a in U]
+    l, j = s.layer - 1, s.neuron
+    if side == 0:
+        U2[l][j] = min(U2[l][j], s.point)
+    else:
+        L2[l][j] = max(L2[l][j], s.point)
+    return L2, U2
+
+
+# ---------------------------------------------------------------------------------------------
+# The search
+
+
+@dataclass(eq=False)
+class _Node:
+    id: int
+    L: list  # per layer (n_l,)
+    U: list
+    open_g: tuple[int, ...]
+    lb: float
+    split: Split | None = None
+    depth: int = 0
+
+
+@dataclass(eq=False)
+class _Rec:
+    proved: tuple[int, ...] = ()
+    method: str | None = None
+    bounds: tuple[float, ...] = ()
+    lp_groups: tuple[int, ...] = ()
+    split: Split | None = None
+    kids: tuple[int, int] | None = None
+
+
+def _assemble(recs: dict[int, _Rec], i: int) -> ProofNode:
+    r = recs[i]
+    if r.kids is None:
+        return ProofNode(r.proved, r.method, r.bounds, lp_groups=r.lp_groups)
+    return ProofNode(r.proved, r.method, r.bounds, r.split, _assemble(recs, r.kids[0]), _assemble(recs, r.kids[1]),
+                     r.lp_groups)
+
+
+def branch_and_bound(network: Network, xl: Array, xu: Array, spec: Spec, *, options: BabOptions = BabOptions(),
+                     budget: Budget | None = None,
+                     attack: Callable[[Array], Array | None] | None = None) -> BabResult:
+    """Decide ``spec`` on the box [xl, xu] (each (d,)); see the module docstring.
+
+    ``attack(starts (n, d))``: the caller's attack, returning a candidate counterexample or None
+    (confirmed here). ``budget``: the unit's wall-clock budget.
+    """
+    return branch_and_bound_many(network, np.asarray(xl, float).reshape(1, -1), np.asarray(xu, float).reshape(1, -1),
+                                 [spec], options=options, budget=budget,
+                                 attack=None if attack is None else (lambda p, starts: attack(starts)))[0]
+
+
+def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequence[Spec], *,
+                          options: BabOptions = BabOptions(), budget: Budget | None = None,
+                          attack: Callable[[int, Array], Array | None] | None = None) -> list[BabResult]:
+    """:func:`branch_and_bound` for P problems at once: boxes ``xl``, ``xu`` (P, d) and one spec each
+    (all with the same rows-to-disjuncts layout). Their nodes share every vectorised bounding pass,
+    which is what makes many small searches cheap (the relaxations' cost is mostly per call). Each
+    problem gets at most ``options.max_nodes`` nodes; ``budget`` is shared (every problem ends by
+    its deadline). ``attack(p, starts)``: the caller's attack for problem p. One result per problem."""
+    import time
+
+    t0 = time.monotonic()
+    budget = budget or Budget(None)
+    xl = np.atleast_2d(np.asarray(xl, dtype=np.float64))
+    xu = np.atleast_2d(np.asarray(xu, dtype=np.float64))
+    P = xl.shape[0]
+    specs = list(specs)
+    if len(specs) != P or xu.shape != xl.shape or xl.shape[1] != network.input_dim:
+        raise ParameterError(f"branch_and_bound_many needs boxes (P, {network.input_dim}) and one spec per box. "
+                             f"Got boxes {xl.shape}, {xu.shape} and {len(specs)} specs instead.")
+    for sp in specs:
+        if not isinstance(sp, Spec):
+            raise ParameterError(f"The specs of branch_and_bound must be Spec values. Got {type(sp).__name__} instead.")
+        if sp.H.shape[1] != network.n_classes:
+            raise ParameterError(f"The spec's rows must have {network.n_classes} entries (one per logit). "
+                                 f"Got {sp.H.shape[1]} instead.")
+        if not np.array_equal(sp.group, specs[0].group) or sp.strict != specs[0].strict:
+            raise ParameterError("The specs of branch_and_bound_many must share their rows-to-disjuncts layout.")
+    layout = specs[0]
+    Hs = np.stack([sp.H for sp in specs])
+    h0s = np.stack([sp.h0 for sp in specs])
+    rebound = options.rebounds(network)
+    use_lp = options.uses_lp(network)
+    pl = all(a.spec.family is Family.PIECEWISE_LINEAR for a in network.activations)
+    nodes_of = np.zeros(P, dtype=int)
+    lp_of = np.zeros(P, dtype=int)
+    results: list[BabResult | None] = [None] * P
+    tie = np.zeros(P, bool)
+    tied_lb = np.full(P, math.inf)
+
+    def finish(p, status, **kw):
+        if results[p] is None:
+            results[p] = BabResult(status, nodes=int(nodes_of[p]), lp_solves=int(lp_of[p]),
+                                   seconds=time.monotonic() - t0, **kw)
+
+    def unsafe(p: int, points: Array):
+        points = np.atleast_2d(points)
+        if points.size == 0:
+            return None
+        points = np.clip(points, xl[p], xu[p])
+        hold = specs[p].holds(network(points))
+        hit = np.flatnonzero(hold.any(axis=1))
+        if hit.size:
+            i = int(hit[0])
+            return points[i].copy(), int(np.flatnonzero(hold[i])[0])
+        return None
+
+    root_b = crown_ibp_bounds(network, xl, xu)
+    recs: dict[int, _Rec] = {}
+    heaps: list[list] = [[] for _ in range(P)]
+    counter = [0]
+    best_points: list[list[Array]] = [[] for _ in range(P)]
+    prob_of: dict[int, int] = {}
+
+    def bound(nodes: list[_Node], start: int) -> list[_Node]:
+        """Bound a batch of fresh nodes (of any problems): records what each proves, looks for
+        counterexamples, and returns the nodes still open (with their split chosen)."""
+        n = len(nodes)
+        ps = np.array([prob_of[nd.id] for nd in nodes])
+        np.add.at(nodes_of, ps, 1)
+        b = _Batch([np.stack([nd.L[l] for nd in nodes]) for l in range(network.n_hidden_layers)],
+                   [np.stack([nd.U[l] for nd in nodes]) for l in range(network.n_hidden_layers)])
+        XL, XU = xl[ps], xu[ps]
+        relax, empty, b = _rebound(network, XL, XU, b, start, rebound)
+        lb = _crown_rows_many(network, relax, XL, XU, Hs[ps], h0s[ps])
+        proved = layout.proved(lb)
+        glb = layout.group_lb(lb)
+        can = _splittable(network, b)
+        still = []
+        open_rows = np.zeros((n, network.n_classes))
+        for i, nd in enumerate(nodes):
+            nd.L = [b.L[l][i] for l in range(len(b.L))]
+            nd.U = [b.U[l][i] for l in range(len(b.U))]
+            rec = recs[nd.id]
+            if results[ps[i]] is not None:
+                continue
+            if empty[i]:
+                rec.method, rec.proved, rec.bounds = "empty", nd.open_g, ()
+                continue
+            newly = tuple(g for g in nd.open_g if proved[i, g])
+            if newly:
+                rec.method, rec.proved, rec.bounds = "crown", newly, tuple(float(glb[i, g]) for g in newly)
+            nd.open_g = tuple(g for g in nd.open_g if not proved[i, g])
+            if not nd.open_g:
+                continue
+            worst = min(nd.open_g, key=lambda g: glb[i, g])
+            nd.lb = float(glb[i, worst])
+            r = np.flatnonzero(layout.group == worst)
+            open_rows[i] = Hs[ps[i], r[np.argmax(lb[i, r])]]
+            still.append(i)
+        if not still:
+            return []
+        idx = np.array(still)
+        scores, corners = _score(network, [_sub(r, idx) for r in relax], XL[idx], XU[idx], open_rows[idx],
+                                 [c[idx] for c in can])
+        for pos, i in enumerate(still):
+            p = int(ps[i])
+            if results[p] is None:
+                hit = unsafe(p, corners[pos])
+                if hit is not None:
+                    finish(p, "falsified", counterexample=hit[0], group=hit[1])
+        out = []
+        no_splits = [all(not np.isfinite(s_[pos]).any() for s_ in scores) for pos in range(len(still))]
+        lp_pos = [pos for pos in range(len(still)) if (use_lp or (no_splits[pos] and pl)) and results[ps[still[pos]]] is None]
+        polys = {}
+        if lp_pos and not budget.expired():
+            # One vectorised envelope build per layer for every region of the batch that gets an LP.
+            sel = idx[lp_pos]
+            built = build_polytopes(network, XL[sel], XU[sel], [a[sel] for a in b.L], [a[sel] for a in b.U],
+                                    options.envelope)
+            polys = dict(zip(lp_pos, built))
+        for pos, i in enumerate(still):
+            nd = nodes[i]
+            p = int(ps[i])
+            if results[p] is not None:
+                continue
+            rec = recs[nd.id]
+            no_split = no_splits[pos]
+            if use_lp or (no_split and pl):
+                if budget.expired() or pos not in polys:
+                    raise _OutOfBudget()
+                rows, pts, solves, lp_empty = _lp_rows(network, xl[p], xu[p], nd.L, nd.U, specs[p], nd.open_g,
+                                                       options.envelope, budget, polys[pos])
+                lp_of[p] += solves
+                if lp_empty:
+                    rec.method, rec.proved, rec.bounds, rec.lp_groups = "empty", nd.open_g, (), nd.open_g
+                    continue
+                hit = unsafe(p, np.array(pts)) if pts else None
+                if hit is not None:
+                    finish(p, "falsified", counterexample=hit[0], group=hit[1])
+                    continue
+                best_points[p] = (best_points[p] + pts[:1])[-8:]
+                # Both bounds are sound on the region: the node keeps the better of the two per row.
+                rows = np.maximum(rows, lb[i])
+                pr = layout.proved(rows[None])[0]
+                gl = layout.group_lb(rows[None])[0]
+                newly = tuple(g for g in nd.open_g if pr[g])
+                if newly:
+                    rec.method, rec.lp_groups = "lp+crown", nd.open_g
+                    rec.proved = rec.proved + newly
+                    rec.bounds = tuple(float(gl[g]) for g in rec.proved)
+                    nd.open_g = tuple(g for g in nd.open_g if not pr[g])
+                    if not nd.open_g:
+                        continue
+                nd.lb = max(nd.lb, float(min(gl[g] for g in nd.open_g)))
+            if no_split:
+                tie[p] = True
+                tied_lb[p] = min(tied_lb[p], nd.lb)
+                continue
+            flat = [(float(np.max(s_[pos])), l, int(np.argmax(s_[pos]))) for l, s_ in enumerate(scores)
+                    if np.isfinite(s_[pos]).any()]
+            _, l, j = max(flat)
+            nd.split = Split(l + 1, j, _split_point(network.activations[l], float(nd.L[l][j]), float(nd.U[l][j])))
+            out.append(nd)
+        return out
+
+    def new_node(p, L, U, open_g, depth) -> _Node:
+        counter[0] += 1
+        recs[counter[0]] = _Rec()
+        prob_of[counter[0]] = p
+        return _Node(counter[0], L, U, open_g, -math.inf, None, depth)
+
+    def try_attack(p, starts):
+        if attack is None or results[p] is not None:
+            return
+        cand = attack(p, starts)
+        if cand is not None:
+            h = unsafe(p, cand)
+            if h is not None:
+                finish(p, "falsified", counterexample=h[0], group=h[1])
+
+    roots = [new_node(p, [a[p].copy() for a in root_b.lower], [a[p].copy() for a in root_b.upper],
+                      tuple(range(layout.n_groups)), 0) for p in range(P)]
+    try:
+        for p in range(P):
+            try_attack(p, ((xl[p] + xu[p]) / 2)[None])
+        live = [nd for nd in roots if results[prob_of[nd.id]] is None]
+        if live:
+            for nd in bound(live, network.n_hidden_layers):
+                heapq.heappush(heaps[prob_of[nd.id]], (nd.lb, nd.id, nd))
+        steps = 0
+        while True:
+            active = [p for p in range(P) if results[p] is None and heaps[p]]
+            if not active:
+                break
+            if budget.expired():
+                raise _OutOfBudget()
+            batch = []
+            per = max(1, options.batch // len(active))
+            for p in active:
+                if nodes_of[p] >= options.max_nodes:
+                    finish(p, "unknown", reason=UnknownReason.NODES, lower=heaps[p][0][0])
+                    continue
+                batch += [heapq.heappop(heaps[p])[2] for _ in range(min(per, len(heaps[p])))]
+            if not batch:
+                continue
+            kids, start = [], network.n_hidden_layers
+            for nd in batch:
+                p = prob_of[nd.id]
+                lo = new_node(p, *_narrow(nd.L, nd.U, nd.split, 0), nd.open_g, nd.depth + 1)
+                hi = new_node(p, *_narrow(nd.L, nd.U, nd.split, 1), nd.open_g, nd.depth + 1)
+                recs[nd.id].split, recs[nd.id].kids = nd.split, (lo.id, hi.id)
+                kids += [lo, hi]
+                start = min(start, nd.split.layer)  # 0-based index of the first layer after the split
+            for nd in bound(kids, start):
+                heapq.heappush(heaps[prob_of[nd.id]], (nd.lb, nd.id, nd))
+            steps += 1
+            if attack is not None and options.attack_every and steps % options.attack_every == 0:
+                for p in active:
+                    if best_points[p]:
+                        try_attack(p, np.stack(best_points[p]))
+    except _OutOfBudget:
+        for p in range(P):
+            finish(p, "unknown", reason=UnknownReason.BUDGET, lower=heaps[p][0][0] if heaps[p] else -math.inf)
+    for p in range(P):
+        if tie[p]:
+            finish(p, "unknown", reason=UnknownReason.TIE, lower=float(tied_lb[p]))
+        else:
+            finish(p, "verified", tree=ProofTree(specs[p], _assemble(recs, roots[p].id), rebound, options.envelope),
+                   lower=math.inf)
+    return results
+
+
+class _Found(Exception):
+    def __init__(self, x, group):
+        self.x, self.group = x, group
+
+
+class _OutOfBudget(Exception):
+    pass
+
+
+def _sub(r, idx):
+    from dataclasses import replace
+
+    return replace(r, L=r.L[idx], U=r.U[idx], ls=r.ls[idx], li=r.li[idx], us=r.us[idx], ui=r.ui[idx], zlo=r.zlo[idx],
+                   zhi=r.zhi[idx])
+
+
+# ---------------------------------------------------------------------------------------------
+# Re-checking a tree
+
+
+@dataclass(frozen=True)
+class Recheck:
+    """The verdict of :func:`recheck`: ``ok``, the nodes replayed, and the first problem found."""
+
+    ok: bool
+    nodes: int
+    problem: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def recheck(tree: ProofTree, network: Network, xl: Array, xu: Array, spec: Spec | None = None) -> Recheck:
+    """Replay ``tree`` on the box [xl, xu] from scratch and accept it only if it proves ``spec``
+    (default: the tree's own): every bound is re-derived (root bounds, each split's narrowing, the
+    rebounding, CROWN or the LP as the node says), every claimed disjunct must be proved by the
+    re-derived bound, and every leaf must have every disjunct proved on its path or be empty."""
+    if not isinstance(tree, ProofTree):
+        raise ParameterError(f"The 'tree' parameter of recheck must be a ProofTree. Got {type(tree).__name__} instead.")
+    spec = tree.spec if spec is None else spec
+    if (spec.H.shape != tree.spec.H.shape or not np.array_equal(spec.H, tree.spec.H)
+            or not np.array_equal(spec.h0, tree.spec.h0) or not np.array_equal(spec.group, tree.spec.group)
+            or spec.strict != tree.spec.strict):
+        return Recheck(False, 0, "the tree proves another specification")
+    xl = np.asarray(xl, dtype=np.float64).ravel()
+    xu = np.asarray(xu, dtype=np.float64).ravel()
+    b = crown_ibp_bounds(network, xl[None], xu[None])
+    count = [0]
+    all_g = set(range(spec.n_groups))
+    XL, XU = xl[None], xu[None]
+
+    def visit(node: ProofNode, L: list, U: list, start: int, have: set) -> str | None:
+        count[0] += 1
+        relax, empty, bb = _rebound(network, XL, XU, _Batch([a[None] for a in L], [a[None] for a in U]), start,
+                                    tree.rebound)
+        L = [a[0] for a in bb.L]
+        U = [a[0] for a in bb.U]
+        rows = np.full(spec.H.shape[0], -np.inf)
+        lp_empty = False
+        if node.method in ("lp+crown", "empty") and node.lp_groups:
+            if not all(0 <= g < spec.n_groups for g in node.lp_groups):
+                return f"node {count[0]} names disjuncts the specification does not have"
+            rows, _, _, lp_empty = _lp_rows(network, xl, xu, L, U, spec, node.lp_groups, tree.envelope, Budget(None))
+        if node.method == "empty":
+            if not (empty[0] or lp_empty):
+                return f"node {count[0]} claims an empty region that is not"
+            return None
+        if node.proved:
+            if node.method not in ("crown", "lp+crown"):
+                return f"node {count[0]} names an unknown method {node.method!r}"
+            rows = np.maximum(rows, _crown_rows(network, relax, XL, XU, spec)[0])
+            pr = spec.proved(rows[None])[0]
+            bad = [g for g in node.proved if not (0 <= g < spec.n_groups and pr[g])]
+            if bad:
+                return f"node {count[0]} claims disjunct {bad[0]} that its re-derived bound does not prove"
+            have = have | set(node.proved)
+        if node.split is None:
+            return None if have >= all_g else f"leaf {count[0]} leaves disjuncts {sorted(all_g - have)} unproved"
+        s = node.split
+        if not (1 <= s.layer <= network.n_hidden_layers and 0 <= s.neuron < network.hidden_widths[s.layer - 1]
+                and math.isfinite(s.point)):
+            return f"node {count[0]} splits a neuron the network does not have"
+        if node.low is None or node.high is None:
+            return f"node {count[0]} splits without two children"
+        for side, kid in ((0, node.low), (1, node.high)):
+            L2, U2 = _narrow(L, U, s, side)
+            why = visit(kid, L2, U2, s.layer, have)
+            if why:
+                return why
+        return None
+
+    why = visit(tree.root, [a[0].copy() for a in b.lower], [a[0].copy() for a in b.upper], network.n_hidden_layers,
+                set())
+    return Recheck(why is None, count[0], why)
