@@ -30,8 +30,7 @@ __all__ = ["COMMAND_MODULES", "EXIT_ERROR", "app", "main"]
 EXIT_ERROR = 2
 
 #: Modules under polylens.cli that register commands on :data:`app`, in help order.
-COMMAND_MODULES: tuple[str, ...] = ("models", "lenses", "demo", "explore", "construct")
-COMMAND_MODULES: tuple[str, ...] = ("models", "lenses", "demo", "explore", "vnncomp")
+COMMAND_MODULES: tuple[str, ...] = ("models", "lenses", "demo", "explore", "construct", "vnncomp")
 
 app = typer.Typer(
     name="polylens",
