@@ -114,7 +114,7 @@ ERROR_CASES = {
     "wrong input width": (lambda t: ["predict", "seed", "--inputs", _wide_inputs(t)], "(N, 49)"),
     "bad option value": (lambda t: ["train", "49-3-3-10", "--epochs", "-3", "--out", t / "m"], "'epochs'"),
     "non-integer option": (lambda t: ["train", "49-3-3-10", "--epochs", "x", "--out", t / "m"], "--epochs"),
-    "unknown bundled name": (lambda t: ["info", "nonesuch"], "bundled models: seed"),
+    "unknown bundled name": (lambda t: ["info", "nonesuch"], "bundled models: "),
     "unknown option": (lambda t: ["info", "seed", "--colour"], "No such option"),
     "unknown command": (lambda t: ["frobnicate"], "frobnicate"),
     "missing argument": (lambda t: ["info"], "MODEL"),

@@ -28,7 +28,7 @@ def summary(eps, clean, verified, lp_classifier=None, attack=None, n=100):
 
     parts = {"clean": grid(clean), "lp": grid(verified), "ibp": grid(0.0), "crown": grid(0.0),
              "attack": grid(verified if attack is None else attack), "unknown": grid(0.0),
-             "lp_classifier": grid(clean if lp_classifier is None else lp_classifier)}
+             "lp_classifier": grid(clean if lp_classifier is None else lp_classifier), "bab": grid(verified)}
     dc = np.stack([parts[r] for r in RATES], axis=-1)              # (C, E, R)
     dn = np.full((Cn, E), n, np.int64)
     return RateTable(tuple(eps), RATES, dc.sum(axis=0), dn.sum(axis=0), dc, dn).to_dict()

@@ -92,7 +92,15 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
 
 
+def verified_rate(summary: Mapping) -> str:
+    """The sweep's rate of images proven robust: the last rung of the cumulative ladder it has
+    (``bab`` where branch and bound ran after the LPs, else ``lp``)."""
+    return "bab" if "bab" in summary.get("rates", ()) else "lp"
+
+
 def _rate(summary: Mapping, eps_key: str, rate: str, digit: int | None = None) -> dict | None:
+    if rate == "verified":
+        rate = verified_rate(summary)
     table = summary["overall"] if digit is None else summary["per_digit"].get(str(digit), {})
     return table.get(eps_key, {}).get(rate)
 
@@ -122,7 +130,7 @@ def claim_verified(summary: Mapping | None, missing: str = "the robustness sweep
     if not radii:
         return _unmeasured("verified", claim, measure, "the sweep has no radius in (0, 0.02]", "findings-accuracy")
     clean = _rate(summary, radii[0][1], "clean")["value"]
-    ver = {k: _rate(summary, k, "lp") for _, k in radii}
+    ver = {k: _rate(summary, k, "verified") for _, k in radii}
     worst = min(r["value"] for r in ver.values())
     v = Verdict.HOLDS if worst >= clean - CLOSE else Verdict.PARTLY if worst >= HALF * clean else Verdict.DOES_NOT_HOLD
     text = f"clean {_pct(clean)}; verified " + ", ".join(f"{_ci(r)} at eps {k}" for k, r in ver.items())
@@ -152,7 +160,7 @@ def claim_lp_classifier(summary: Mapping | None, ran: bool = True,
     lpc = {k: _rate(summary, k, "lp_classifier") for _, k in radii}
     worst = min(r["value"] for r in lpc.values())
     v = Verdict.HOLDS if worst >= clean - CLOSE else Verdict.PARTLY if worst >= clean - NEAR else Verdict.DOES_NOT_HOLD
-    ver = _rate(summary, radii[-1][1], "lp")
+    ver = _rate(summary, radii[-1][1], "verified")
     text = (f"clean {_pct(clean)}; LP classifier " + ", ".join(f"{_ci(r)} at eps {k}" for k, r in lpc.items())
             + f" (verified at eps {radii[-1][1]}: {_pct(ver['value'])})")
     return Claim("lp-classifier", claim, measure, text, v,
@@ -178,12 +186,12 @@ def claim_digit_one(summary: Mapping | None, digit: int = 1, eps: float = 0.02,
     if summary is None:
         return _unmeasured("digit-1", claim, measure, missing, "findings-digits")
     key = _at(summary, eps)
-    if key is None or _rate(summary, key, "lp", digit) is None or not _rate(summary, key, "lp", digit)["n"]:
+    if key is None or _rate(summary, key, "verified", digit) is None or not _rate(summary, key, "verified", digit)["n"]:
         return _unmeasured("digit-1", claim, measure, f"no sweep row for digit {digit} at eps {eps:g}",
                            "findings-digits")
-    ver, att = _rate(summary, key, "lp", digit), _rate(summary, key, "attack", digit)
-    others = [_rate(summary, key, "lp", c)["value"] for c in range(len(summary["per_digit"]))
-              if c != digit and _rate(summary, key, "lp", c) and _rate(summary, key, "lp", c)["n"]]
+    ver, att = _rate(summary, key, "verified", digit), _rate(summary, key, "attack", digit)
+    others = [_rate(summary, key, "verified", c)["value"] for c in range(len(summary["per_digit"]))
+              if c != digit and _rate(summary, key, "verified", c) and _rate(summary, key, "verified", c)["n"]]
     rank = 1 + sum(o > ver["value"] for o in others)
     v = Verdict.HOLDS if ver["value"] >= HIGH else Verdict.PARTLY if att["value"] >= HIGH else Verdict.DOES_NOT_HOLD
     text = (f"verified {_ci(ver)}, attack bound {_ci(att)} (n={ver['n']}); rank {rank} of {len(others) + 1} digits "
@@ -196,7 +204,7 @@ def claim_digit_one(summary: Mapping | None, digit: int = 1, eps: float = 0.02,
 def _mean_verified(summary: Mapping, digit: int) -> float | None:
     from polylens.lenses.verify.sweep import radius_key
 
-    vals = [_rate(summary, radius_key(float(e)), "lp", digit) for e in summary["eps"] if float(e) > 0]
+    vals = [_rate(summary, radius_key(float(e)), "verified", digit) for e in summary["eps"] if float(e) > 0]
     vals = [r["value"] for r in vals if r and r["n"]]
     return float(np.mean(vals)) if vals else None
 

@@ -32,6 +32,9 @@ def _rate_axes(fig: Figure, ax, ylabel: str, title: str, legend: str) -> Figure:
 def _curve(summary: Mapping, rate: str, digit: int | None = None) -> tuple[Array, Array, Array, Array]:
     from polylens.lenses.verify.sweep import radius_key
 
+    from polylens.lenses.findings.claims import verified_rate
+
+    rate = verified_rate(summary) if rate == "verified" else rate
     eps = np.array([float(e) for e in summary["eps"]])
     table = summary["overall"] if digit is None else summary["per_digit"][str(digit)]
     rs = [table[radius_key(e)][rate] for e in eps]
@@ -47,7 +50,7 @@ def accuracy_figure(summary: Mapping, lp_classifier: bool = True) -> Figure:
     fig = Figure(figsize=(5.6, 3.4))
     ax = fig.subplots()
     lines = [("clean", "clean accuracy", "#252525", "-"), ("attack", "attack bound (not falsified)", _ORANGE, "--"),
-             ("lp", "verified (IBP, backward bounds, LP)", _BLUE, "-")]
+             ("verified", "verified (IBP, backward bounds, LP, branch and bound)", _BLUE, "-")]
     if lp_classifier:
         lines.insert(1, ("lp_classifier", "LP classifier", _GREEN, "-."))
     for rate, label, colour, ls in lines:
@@ -64,7 +67,7 @@ def digits_figure(summary: Mapping, highlight: Sequence[int] = (1, 4)) -> Figure
     ax = fig.subplots()
     colours = {h: c for h, c in zip(highlight, (_BLUE, "#e7298a", _GREEN))}
     for c in range(len(summary["per_digit"])):
-        eps, v, lo, hi = _curve(summary, "lp", c)
+        eps, v, lo, hi = _curve(summary, "verified", c)
         if c in colours:
             ax.plot(eps, v, color=colours[c], marker="o", ms=3, lw=1.8, label=f"digit {c}")
             ax.fill_between(eps, lo, hi, color=colours[c], alpha=0.15, lw=0)
