@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polylens.lenses.regions.patterns import bits_of, patterns, to_string
+from polylens.lenses.regions.patterns import patterns, to_string
 from polylens.lenses.regions.region import RADIUS_TOL, _check_pwl, chebyshev, halfspaces, slopes
 
 #: What ``"exact": true`` means in every output of this module.
@@ -93,9 +93,8 @@ def segment(net, x0: Array, x1: Array) -> Segment:
                 mid = 0.5 * (a + c)
                 nb = (P + mid * Q) > 0
                 D = slopes(act, nb)
-                if l + 1 < len(net.layers):
-                    W2, b2 = net.layers[l + 1].W, net.layers[l + 1].b
-                    P2, Q2 = W2 @ (D * P) + b2, W2 @ (D * Q)
+                W2, b2 = net.layers[l + 1].W, net.layers[l + 1].b
+                P2, Q2 = W2 @ (D * P) + b2, W2 @ (D * Q)
                 out.append((a, c, P2, Q2, np.concatenate([bits, nb]), lay if i == 0 else l + 1))
         pieces = out
     # merge neighbouring pieces with the same full pattern (a root that changed nothing)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from polylens.errors import InfeasibleError, ParameterError, SolverError
+from polylens.errors import InfeasibleError, ParameterError
 from polylens.lenses.regions.patterns import is_piecewise_linear, patterns, to_string
 
 __all__ = ["REDUNDANCY_TOL", "RADIUS_TOL", "Region", "affine_maps", "chebyshev", "halfspaces", "region_of",
