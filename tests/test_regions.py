@@ -271,3 +271,20 @@ def test_leaky_relu_slice_tiles_with_exact_maps():
         X = sl.point(*c)[None]
         assert np.array_equal(PT.patterns(net, X)[0], p.bits)
         assert np.max(np.abs(p.logits[:, 0] + p.logits[:, 1:] @ c - net(X)[0])) <= 1e-9
+
+
+def test_onnx_and_torch_models_run(tmp_path):
+    """Any ReLU or leaky-ReLU model works: a leaky-ReLU net through ONNX (the CLI, by path) and a torch
+    module (from_torch) give the same exact crossings as the network they came from."""
+    from polylens.nn.onnx_io import to_onnx
+    from polylens.nn.torch_io import from_torch, to_torch
+
+    net = random_network((49, 10, 10, 10), "leaky_relu(0.1)", seed=2)
+    to_onnx(net, tmp_path / "m.onnx", dtype="float64")
+    d = Data.of_model(load_model("seed"))
+    np.savez(tmp_path / "d.npz", x=d.x[:3], y=d.y[:3])
+    out = _cli_json(str(tmp_path / "m.onnx"), "--path", "0,1", "--data", str(tmp_path / "d.npz"))
+    ref = P.segment(net, d.x[0], d.x[1])
+    assert out["patterns"] == ref.patterns and np.allclose(out["crossings"], ref.crossings, atol=1e-12)
+    back = from_torch(to_torch(net))
+    assert np.allclose(P.segment(back, d.x[0], d.x[1]).crossings, ref.crossings, atol=1e-12)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from polylens.errors import InfeasibleError, ParameterError, SolverError
+from polylens.errors import InfeasibleError, ParameterError
 from polylens.lenses.regions.patterns import is_piecewise_linear, patterns, to_string
 
 __all__ = ["REDUNDANCY_TOL", "RADIUS_TOL", "Region", "affine_maps", "chebyshev", "halfspaces", "region_of",
@@ -180,8 +180,8 @@ class Region:
     neuron index of each; ``n_rows``: rows before redundancy removal (neurons with non-constant
     functions); ``center``/``radius``: the Chebyshev ball; ``witness``: the forward pass at the centre
     has this pattern; ``C``/``e``: logits = C x + e on the region; ``cls``: the class at the centre;
-    ``crosses``: the decision boundary passes through the region (some class beats ``cls`` at an LP
-    optimum inside it); ``class_proven``: ``cls`` is the argmax everywhere in it, by rigorous LP bounds;
+    ``crosses``: the decision boundary passes through the region, with a witness (an LP optimum in the
+    region, with the region's pattern, where the forward pass ranks some class above ``cls``); ``class_proven``: ``cls`` is the argmax everywhere in it, by rigorous LP bounds;
     ``neighbours``: (neuron, pattern string) across each needed facet whose flipped pattern is a
     full-dimensional region."""
 
@@ -241,11 +241,18 @@ def region_of(net, bits: Array, *, neighbours: bool = True) -> Region:
         for j in range(len(e)):
             if j == k:
                 continue
-            obj, safe, _ = _max_over(Gk if len(hk) else np.zeros((1, d)), hk if len(hk) else np.zeros(1) + 1.0,
-                                     lo, hi, C[j] - C[k])
+            obj, safe, xs = _max_over(Gk if len(hk) else np.zeros((1, d)), hk if len(hk) else np.zeros(1) + 1.0,
+                                      lo, hi, C[j] - C[k])
             const = e[j] - e[k]
-            if obj + const > 0:
-                crosses = True
+            if obj + const > 0 and not crosses:
+                # a witness: the LP optimum (pulled a hair towards the centre, into the region) where the
+                # network's own forward pass ranks class j above class k
+                for w in (1e-9, 0.0):
+                    xw = np.clip((1 - w) * xs + w * center, 0.0, 1.0)
+                    z = net(xw[None])[0]
+                    if z[j] > z[k] and np.array_equal(patterns(net, xw[None])[0], bits):
+                        crosses = True
+                        break
             if safe + const >= 0:
                 proven = False
     nb = []

@@ -133,7 +133,7 @@ function drawHidden(root, p, names) {
                    marker: {size: 5, symbol: "square", opacity: 0.12, color: sp.grid.class.map(colour)}});
     }
     plot(div, traces, {height: 360, margin: {l: 0, r: 0, t: 0, b: 0}, legend: {font: {size: 9}},
-                       scene: {xaxis: {title: "n0"}, yaxis: {title: "n1"}, zaxis: {title: "n2"}}});
+                       scene: {xaxis: {title: {text: "n0"}}, yaxis: {title: {text: "n1"}}, zaxis: {title: {text: "n2"}}}});
   }
 }
 
