@@ -312,3 +312,27 @@ def test_findings_rules_and_the_report_table():
     sec = bases_section(analyse(seed, d.x, d.y, "1", bases=("neuron", "pca"), strips=0), SectionContext(seed, d, False))
     assert [t.name for t in sec.tables] == ["bases", "bases-findings"] and len(sec.tables[1].rows) == len(rows)
     assert "degenerate" in sec.note
+
+
+def test_module_directory_declares_only_known_modules(tmp_path):
+    """A module directory builds only the listed torch module types from data: anything else (or a
+    missing weights file) is a one-line ModelError, never code."""
+    import shutil
+
+    from polylens.errors import ModelError
+    from polylens.nn.module_dir import build_module
+
+    with pytest.raises(ModelError, match="allowed"):
+        build_module({"layers": [["x", "Module", {}]]})
+    try:
+        src = load_model("mnist-cnn").source
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"the bundled CNN is not installed: {e}")
+    from importlib import resources
+
+    with resources.as_file(resources.files("polylens").joinpath("models/mnist-cnn")) as d:
+        shutil.copytree(d, tmp_path / "cnn")
+    (tmp_path / "cnn" / "module.safetensors").unlink()
+    with pytest.raises(ModelError, match="Cannot load the weights") as e:
+        load_model(tmp_path / "cnn")
+    assert "\n" not in str(e.value) and src == "bundled:mnist-cnn"
