@@ -7,7 +7,8 @@ layers one vector per position), on the first N test images: k80 and k99 of ever
 fewer principal components than neurons hold 80%/99% of the variance), the area under the accuracy
 curve when the top vectors are removed first (finding 2: removing the top components hurts more, i.e.
 a smaller area), and the mean strip coherence over the first 16 vectors (finding 3: strips along
-components are more coherent). Writes docs/images/bases-findings.json, bases-variance.png,
+components are more coherent). Writes src/polylens/lenses/bases/bundled_findings.json (the rows and
+verdicts every report shows), docs/images/bases-findings.json (with the curves), bases-variance.png,
 bases-ablation.png and bases-strips.png, and prints the Markdown table of docs/bases.md.
 """
 
@@ -71,6 +72,11 @@ def main() -> None:
             print(json.dumps({k: row[k] for k in ("model", "layer", "width", "seconds")}), flush=True)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "bases-findings.json").write_text(json.dumps({"rows": rows, "curves": curves}, indent=1))
+    from polylens.lenses.bases.findings import FINDINGS_FILE, verdicts
+
+    lens_dir = Path(__file__).resolve().parents[1] / "src/polylens/lenses/bases"
+    (lens_dir / FINDINGS_FILE).write_text(json.dumps({"command": "python scripts/bases_findings.py", "n": a.n,
+                                                      "rows": rows, "verdicts": verdicts(rows)}, indent=1) + "\n")
     figures(rows, curves, strips, a.out)
     print(table(rows))
 

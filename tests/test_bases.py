@@ -290,3 +290,49 @@ def test_front_door_takes_a_bare_torch_module():
     r = pl.bases(m, data, layer="1", post=True, bases=("neuron", "pca"), strips=2)
     assert r.width == 6 and r.results["pca"].picture_kind == "weights"
     assert r.results["pca"].pictures[0].shape == (4, 4) and r.strip_shape == (4, 4)
+
+
+def test_findings_rules_and_the_report_table():
+    """The findings' verdicts follow their stated rules (a smaller PCA k80 is compactness, a coherence gap
+    within two standard errors is undecided), and the section shows the bundled models' table."""
+    from polylens.lenses.bases.findings import load_bundled_findings, verdict_row
+
+    row = {"neuron_k80": 10, "pca_k80": 3, "neuron_k99": 12, "pca_k99": 12, "neuron_area": 0.5, "pca_area": 0.6,
+           "neuron_coherence": 0.10, "pca_coherence": 0.12, "neuron_coherence_se": 0.01, "pca_coherence_se": 0.01}
+    assert verdict_row(row) == {"compactness": "holds", "ablation": "refuted", "coherence": "undecided"}
+    assert verdict_row({**row, "pca_coherence": 0.2})["coherence"] == "holds"
+    assert verdict_row({**row, "pca_k99": 13})["compactness"] == "refuted"
+    rows = load_bundled_findings()
+    assert rows and {r["model"] for r in rows} == {"mnist-mlp", "mnist-cnn", "fashion-mlp", "fashion-cnn"}
+    from polylens.lenses.base import SectionContext
+    from polylens.lenses.bases.lens import bases_section
+
+    seed = load_model("seed")
+    d = Data.of_model(seed).head(100)
+    sec = bases_section(analyse(seed, d.x, d.y, "1", bases=("neuron", "pca"), strips=0), SectionContext(seed, d, False))
+    assert [t.name for t in sec.tables] == ["bases", "bases-findings"] and len(sec.tables[1].rows) == len(rows)
+    assert "degenerate" in sec.note
+
+
+def test_module_directory_declares_only_known_modules(tmp_path):
+    """A module directory builds only the listed torch module types from data: anything else (or a
+    missing weights file) is a one-line ModelError, never code."""
+    import shutil
+
+    from polylens.errors import ModelError
+    from polylens.nn.module_dir import build_module
+
+    with pytest.raises(ModelError, match="allowed"):
+        build_module({"layers": [["x", "Module", {}]]})
+    try:
+        src = load_model("mnist-cnn").source
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"the bundled CNN is not installed: {e}")
+    from importlib import resources
+
+    with resources.as_file(resources.files("polylens").joinpath("models/mnist-cnn")) as d:
+        shutil.copytree(d, tmp_path / "cnn")
+    (tmp_path / "cnn" / "module.safetensors").unlink()
+    with pytest.raises(ModelError, match="Cannot load the weights") as e:
+        load_model(tmp_path / "cnn")
+    assert "\n" not in str(e.value) and src == "bundled:mnist-cnn"

@@ -106,12 +106,40 @@ def bases_section(result: LayerBases, ctx: SectionContext):
                     f"The bases of {title} over {result.n} inputs ({result.rows} activation rows): vectors for 80% and "
                     "99% of the variance; area under the accuracy-versus-fraction-removed curve (lower: removing the "
                     "top vectors hurts more)")]
+    tables.append(_findings_table())
+    tables = [t for t in tables if t is not None]
     notes = [result.degenerate] if result.degenerate else []
     notes += [f"{k} skipped: {v}" for k, v in result.skipped.items()]
     if any(br.ablation.grid for br in result.results.values()):
         notes.append("Ablation was evaluated on a grid of k (see 'evaluated' in the JSON); the other k are null.")
     return Section("bases", "Bases: neurons versus principal components", INTRO, figures=tuple(figs),
                    tables=tuple(tables), note=" ".join(notes), data=result.to_dict())
+
+
+def _findings_table():
+    """The paper's three findings on the bundled models (measured by scripts/bases_findings.py)."""
+    from polylens.lenses.bases.findings import load_bundled_findings, verdict_row, verdicts
+    from polylens.report.html import Table
+
+    rows = load_bundled_findings()
+    if not rows:
+        return None
+    v = verdicts(rows)
+    out = []
+    for r in rows:
+        vr = verdict_row(r)
+        out.append((r["model"], r["layer"], r["width"], f"{r['neuron_k80']} / {r['pca_k80']}",
+                    f"{r['neuron_k99']} / {r['pca_k99']}", f"{r['neuron_area']:.3f} / {r['pca_area']:.3f}",
+                    f"{r['neuron_coherence']:.3f} / {r['pca_coherence']:.3f}",
+                    f"{vr['compactness']}, {vr['ablation']}, {vr['coherence']}"))
+    caption = ("The paper's three findings on the bundled models (2,000 test images, after each ReLU; "
+               "scripts/bases_findings.py; rules in docs/bases.md): compactness holds on "
+               f"{v['compactness']['holds']} of {v['compactness']['layers']} layers, ablation on "
+               f"{v['ablation']['holds']} of {v['ablation']['layers']}, strip coherence on "
+               f"{v['coherence']['holds']} of {v['coherence']['layers']}")
+    return Table("bases-findings", ("model", "layer", "width", "k80 neuron / PCA", "k99 neuron / PCA",
+                                    "ablation area neuron / PCA", "coherence neuron / PCA",
+                                    "verdicts (compactness, ablation, coherence)"), tuple(out), caption)
 
 
 def _show(result: LayerBases, con, o) -> None:
