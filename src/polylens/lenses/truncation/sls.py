@@ -274,7 +274,7 @@ def check_order(x: Array, y: Array, order: Sequence[int], margin_fraction: float
 def _search(prob: _Problem, b: _Budget, fixed: list[tuple[int, ...]] | None, rho: float,
             exhaustive_if_done: bool) -> SLSResult:
     classes = prob.classes
-    state = {"tried": 0, "budget_hit": False, "undecided": False, "deepest": ((), "")}
+    state = {"tried": 0, "budget_hit": False, "undecided": False, "deepest": ((), ""), "failed": []}
 
     def rec(prefix: tuple[int, ...], ps: list[Array], steps: list[SLSStep]):
         if len(prefix) == len(classes):
@@ -302,13 +302,18 @@ def _search(prob: _Problem, b: _Budget, fixed: list[tuple[int, ...]] | None, rho
             if status == "ok":
                 results.append((margin, c, step, p, lp, later))
             elif len(prefix) >= len(state["deepest"][0]):
-                state["deepest"] = (prefix, f"class {c} cannot come {'after ' + str(list(prefix)) if prefix else 'first'}: "
-                                    + ("no hyperplane through the segment separates it from "
-                                       + ("the earlier p_i, " if prefix else "") + "the later classes and the "
-                                       "barycentre (proven by the LP's bound to a margin of 1e-9 of the data's scale, for every choice of the earlier p_i)"
-                                       if status == "impossible" else
-                                       "not with the earlier p_i chosen (the greedy's margin lost it)"
-                                       if status == "lost" else "its margin is too thin to check in float64"))
+                why = ("no hyperplane through its segment separates it from " + ("the earlier p_i, " if prefix else "")
+                       + "the later classes and the barycentre (proven by the LP's bound to a margin of 1e-9 of the "
+                       "data's scale" + (", for every choice of the earlier p_i)" if prefix else ")")
+                       if status == "impossible" else "not with the earlier p_i chosen (the greedy's margin lost it)"
+                       if status == "lost" else "its margin is too thin to check in float64")
+                failed = state["failed"] if state["deepest"][0] == prefix and len(prefix) == len(state["deepest"][0]) \
+                    and state["deepest"][1] else []
+                failed = failed + [c]
+                state["failed"] = failed
+                where = f"after {list(prefix)}" if prefix else "first"
+                who = f"class {failed[0]}" if len(failed) == 1 else "classes " + ", ".join(map(str, failed))
+                state["deepest"] = (prefix, f"{who} cannot come {where}: {why}")
         results.sort(key=lambda r: -r[0])
         for margin, c, step, p, lp, later in results:
             if len(candidates) > 1:  # ranked on the separation LP alone: now the smallest t
