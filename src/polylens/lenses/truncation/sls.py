@@ -229,6 +229,8 @@ def _closure_p(prob: _Problem, cls: int, earlier: list[Array], later: Sequence[i
     got = _min_t_lp(xj, rest, prob.means[cls], 0.0, scale_w)
     if got is None:
         return None
+    if np.max(np.abs(got[0])) >= 0.999 * scale_w:  # the box binds: the true infimum may lie beyond it
+        return "box"
     return got[1] * prob.means[cls]
 
 
@@ -243,9 +245,9 @@ def _recheck_at_closure(prob: _Problem, prefix: tuple[int, ...], cls: int, later
         rest_later = [k for k in prob.classes if k not in prefix[: i + 1]]
         p = _closure_p(prob, c, ps, rest_later, budget)
         if isinstance(p, str):
-            return "budget"
-        if p is None:
-            return "impossible"
+            return "budget" if p == "budget" else "lost"
+        if p is None:  # the closure of a step that was strictly feasible: a numerical failure, prove nothing
+            return "lost"
         ps.append(p)
     if not budget.take():
         return "budget"
