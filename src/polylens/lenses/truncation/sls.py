@@ -220,7 +220,8 @@ def _step(prob: _Problem, cls: int, earlier_p: list[Array], later: Sequence[int]
 
 def _closure_p(prob: _Problem, cls: int, earlier: list[Array], later: Sequence[int], budget: _Budget):
     """p_j at the infimum t_lo of its feasible t (the closure of the step's cone: margins 0), given the
-    earlier points; None when the step is infeasible or the budget is spent."""
+    earlier points (or at t = 0 when the LP's box binds); None when the closure LP fails, "budget"
+    when the budget is spent."""
     xj = prob.sets[cls]
     rest = np.concatenate([prob.sets[c] for c in later] + [np.asarray(earlier).reshape(-1, prob.dim)], axis=0)
     if not budget.take():
@@ -229,8 +230,10 @@ def _closure_p(prob: _Problem, cls: int, earlier: list[Array], later: Sequence[i
     got = _min_t_lp(xj, rest, prob.means[cls], 0.0, scale_w)
     if got is None:
         return None
-    if np.max(np.abs(got[0])) >= 0.999 * scale_w:  # the box binds: the true infimum may lie beyond it
-        return "box"
+    if np.max(np.abs(got[0])) >= 0.999 * scale_w:
+        # The box binds, so the true infimum may be smaller than this LP's: take t = 0 (p_j = m), the most
+        # favourable point of all for every later step, which keeps the re-check a proof.
+        return np.zeros(prob.dim)
     return got[1] * prob.means[cls]
 
 
@@ -294,13 +297,13 @@ def _search(prob: _Problem, b: _Budget, fixed: list[tuple[int, ...]] | None, rho
             if status == "budget":
                 state["budget_hit"] = True
                 return None
-            if status in ("undecided", "lost"):
-                state["undecided"] = True
             if status == "impossible" and prefix:
                 status = _recheck_at_closure(prob, prefix, c, later, b)
                 if status == "budget":
                     state["budget_hit"] = True
                     return None
+            if status in ("undecided", "lost"):
+                state["undecided"] = True
             if status == "ok":
                 results.append((margin, c, step, p, lp, later))
             elif len(prefix) >= len(state["deepest"][0]):
