@@ -220,7 +220,8 @@ def _step(prob: _Problem, cls: int, earlier_p: list[Array], later: Sequence[int]
 
 def _closure_p(prob: _Problem, cls: int, earlier: list[Array], later: Sequence[int], budget: _Budget):
     """p_j at the infimum t_lo of its feasible t (the closure of the step's cone: margins 0), given the
-    earlier points; None when the step is infeasible or the budget is spent."""
+    earlier points (or at t = 0 when the LP's box binds); None when the closure LP fails, "budget"
+    when the budget is spent."""
     xj = prob.sets[cls]
     rest = np.concatenate([prob.sets[c] for c in later] + [np.asarray(earlier).reshape(-1, prob.dim)], axis=0)
     if not budget.take():
@@ -229,6 +230,10 @@ def _closure_p(prob: _Problem, cls: int, earlier: list[Array], later: Sequence[i
     got = _min_t_lp(xj, rest, prob.means[cls], 0.0, scale_w)
     if got is None:
         return None
+    if np.max(np.abs(got[0])) >= 0.999 * scale_w:
+        # The box binds, so the true infimum may be smaller than this LP's: take t = 0 (p_j = m), the most
+        # favourable point of all for every later step, which keeps the re-check a proof.
+        return np.zeros(prob.dim)
     return got[1] * prob.means[cls]
 
 
@@ -243,9 +248,9 @@ def _recheck_at_closure(prob: _Problem, prefix: tuple[int, ...], cls: int, later
         rest_later = [k for k in prob.classes if k not in prefix[: i + 1]]
         p = _closure_p(prob, c, ps, rest_later, budget)
         if isinstance(p, str):
-            return "budget"
-        if p is None:
-            return "impossible"
+            return "budget" if p == "budget" else "lost"
+        if p is None:  # the closure of a step that was strictly feasible: a numerical failure, prove nothing
+            return "lost"
         ps.append(p)
     if not budget.take():
         return "budget"
@@ -274,7 +279,7 @@ def check_order(x: Array, y: Array, order: Sequence[int], margin_fraction: float
 def _search(prob: _Problem, b: _Budget, fixed: list[tuple[int, ...]] | None, rho: float,
             exhaustive_if_done: bool) -> SLSResult:
     classes = prob.classes
-    state = {"tried": 0, "budget_hit": False, "undecided": False, "deepest": ((), "")}
+    state = {"tried": 0, "budget_hit": False, "undecided": False, "deepest": ((), ""), "failed": []}
 
     def rec(prefix: tuple[int, ...], ps: list[Array], steps: list[SLSStep]):
         if len(prefix) == len(classes):
@@ -292,23 +297,28 @@ def _search(prob: _Problem, b: _Budget, fixed: list[tuple[int, ...]] | None, rho
             if status == "budget":
                 state["budget_hit"] = True
                 return None
-            if status in ("undecided", "lost"):
-                state["undecided"] = True
             if status == "impossible" and prefix:
                 status = _recheck_at_closure(prob, prefix, c, later, b)
                 if status == "budget":
                     state["budget_hit"] = True
                     return None
+            if status in ("undecided", "lost"):
+                state["undecided"] = True
             if status == "ok":
                 results.append((margin, c, step, p, lp, later))
             elif len(prefix) >= len(state["deepest"][0]):
-                state["deepest"] = (prefix, f"class {c} cannot come {'after ' + str(list(prefix)) if prefix else 'first'}: "
-                                    + ("no hyperplane through the segment separates it from "
-                                       + ("the earlier p_i, " if prefix else "") + "the later classes and the "
-                                       "barycentre (proven by the LP's bound to a margin of 1e-9 of the data's scale, for every choice of the earlier p_i)"
-                                       if status == "impossible" else
-                                       "not with the earlier p_i chosen (the greedy's margin lost it)"
-                                       if status == "lost" else "its margin is too thin to check in float64"))
+                why = ("no hyperplane through its segment separates it from " + ("the earlier p_i, " if prefix else "")
+                       + "the later classes and the barycentre (proven by the LP's bound to a margin of 1e-9 of the "
+                       "data's scale" + (", for every choice of the earlier p_i)" if prefix else ")")
+                       if status == "impossible" else "not with the earlier p_i chosen (the greedy's margin lost it)"
+                       if status == "lost" else "its margin is too thin to check in float64")
+                failed = state["failed"] if state["deepest"][0] == prefix and len(prefix) == len(state["deepest"][0]) \
+                    and state["deepest"][1] else []
+                failed = failed + [c]
+                state["failed"] = failed
+                where = f"after {list(prefix)}" if prefix else "first"
+                who = f"class {failed[0]}" if len(failed) == 1 else "classes " + ", ".join(map(str, failed))
+                state["deepest"] = (prefix, f"{who} cannot come {where}: {why}")
         results.sort(key=lambda r: -r[0])
         for margin, c, step, p, lp, later in results:
             if len(candidates) > 1:  # ranked on the separation LP alone: now the smallest t
