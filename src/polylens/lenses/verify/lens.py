@@ -35,6 +35,8 @@ class RobustnessOptions(LensOptions):
                            lo=0.0, lo_open=True)
     workers: int = option(2, "Worker processes.", lo=1)
     chunk: int = option(40, "Images per job (a job certifies them at every radius).", lo=1)
+    executor: str = option("process", "Where jobs run: a local process pool, or Ray tasks.", choices=("process", "ray"))
+    address: str | None = option(None, "The Ray cluster's address with --executor ray (default: a local Ray).")
 
     def __post_init__(self):
         super().__post_init__()
@@ -91,7 +93,7 @@ def run(model, data, options: RobustnessOptions, ctx: RunContext = RunContext())
     ctx.progress(f"robustness sweep: {len(d)} images x {len(options.eps)} radii")
     res = run_sweep(net, d.x, d.y, options.eps, options=certify_options, out_dir=ctx.workdir, workers=workers,
                     chunk=options.chunk, with_lp_classifier=options.lp_classifier, settings=settings,
-                    progress=ctx.units)
+                    progress=ctx.units, executor=options.executor, address=options.address)
     return Robustness(res, getattr(model, "source", "memory"), data.name, options.lp_classifier)
 
 
