@@ -30,6 +30,12 @@ from polylens.errors import DataError, ParameterError
 from polylens.lenses.verify.bab import BabOptions, Spec, branch_and_bound
 from polylens.lenses.verify.budget import Budget, UnknownReason
 from polylens.lenses.verify.vnnlib import Property, format_counterexample, read_vnnlib
+from polylens.relax.envelopes import Hull
+
+#: The search VNN-COMP instances get: an LP at every node (on relu networks its column bounds enforce
+#: the splits, which CROWN's backward pass alone does not), on the triangle relaxation (Hull(2): for
+#: relu more cuts add nothing), eight nodes a batch.
+VNNCOMP_OPTIONS = BabOptions(lp="always", envelope=Hull(2), batch=8)
 
 Array = np.ndarray
 
@@ -145,7 +151,7 @@ class InstanceResult:
 
 
 def run_instance(onnx_path: str | Path, vnnlib_path: str | Path, timeout: float, *,
-                 options: BabOptions = BabOptions()) -> InstanceResult:
+                 options: BabOptions = VNNCOMP_OPTIONS) -> InstanceResult:
     """Decide one instance within ``timeout`` seconds (see the module docstring)."""
     from polylens.lenses.verify.attack import pgd_attack
 
@@ -210,7 +216,7 @@ def write_result(path: str | Path, r: InstanceResult) -> Path:
     return p
 
 
-def run_instances(csv_path: str | Path, root: str | Path, out: str | Path, *, options: BabOptions = BabOptions(),
+def run_instances(csv_path: str | Path, root: str | Path, out: str | Path, *, options: BabOptions = VNNCOMP_OPTIONS,
                   timeout_scale: float = 1.0, limit: int | None = None,
                   progress: Callable[[int, int, InstanceResult], None] | None = None) -> list[InstanceResult]:
     """Every row (onnx, vnnlib, timeout) of an instances CSV, paths relative to ``root``: one result
