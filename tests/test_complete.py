@@ -39,12 +39,12 @@ def _milp_margin(net: Network, xl, xu, y: int) -> float:
     return min(s.solve(poly.margin_cost(y, k), Sense.MIN).objective for k in range(net.n_classes) if k != y)
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=10, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 10_000), eps=st.sampled_from([0.15, 0.3]), lp=st.sampled_from(["always", "never"]))
 def test_bab_agrees_with_exact_milp(seed, eps, lp):
     """On random small relu networks, branch and bound's verdict is the exact MILP's: verified iff the
     exact minimum margin is positive, falsified (with a real counterexample) iff it is negative."""
-    net = _net(seed, h=8 if lp == "always" else 5)  # CROWN-only search needs more nodes: a smaller net
+    net = _net(seed, h=8 if lp == "always" else 4)  # CROWN-only search needs more nodes: a smaller net
     x, xl, xu = _box(seed, 4, eps)
     y = int(net.predict(x[None])[0])
     m = _milp_margin(net, xl, xu, y)
