@@ -167,7 +167,9 @@ class BabOptions:
     ``"never"``; fully split relu nodes always get their exact LP). ``rebound``: bound every later
     layer again after a split (``"auto"``: for at most ``rebound_max_neurons`` hidden neurons).
     ``batch``: nodes expanded per step; ``max_nodes``: nodes bounded at most; ``envelope``: the LP's
-    relaxation; ``attack_every``: run the caller's attack every this many batches (0: never)."""
+    relaxation; ``attack_every``: run the caller's attack every this many batches (0: never);
+    ``root_lp``, ``root_attack``: also solve the root's LP and attack from the box's centre (a caller
+    whose own LP and attack already failed on the box turns them off)."""
 
     lp: str = "auto"
     rebound: str = "auto"
@@ -177,6 +179,8 @@ class BabOptions:
     lp_max_neurons: int = 64
     rebound_max_neurons: int = 600
     attack_every: int = 4
+    root_lp: bool = True
+    root_attack: bool = True
 
     def __post_init__(self):
         for name in ("lp", "rebound"):
@@ -573,9 +577,10 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
     best_points: list[list[Array]] = [[] for _ in range(P)]
     prob_of: dict[int, int] = {}
 
-    def bound(nodes: list[_Node], start: int) -> list[_Node]:
+    def bound(nodes: list[_Node], start: int, lp_here: bool = True) -> list[_Node]:
         """Bound a batch of fresh nodes (of any problems): records what each proves, looks for
-        counterexamples, and returns the nodes still open (with their split chosen)."""
+        counterexamples, and returns the nodes still open (with their split chosen). ``lp_here``:
+        the LP may run on these nodes (the root's LP is optional)."""
         n = len(nodes)
         ps = np.array([prob_of[nd.id] for nd in nodes])
         np.add.at(nodes_of, ps, 1)
@@ -622,7 +627,8 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                     finish(p, "falsified", counterexample=hit[0], group=hit[1])
         out = []
         no_splits = [all(not np.isfinite(s_[pos]).any() for s_ in scores) for pos in range(len(still))]
-        lp_pos = [pos for pos in range(len(still)) if (use_lp or (no_splits[pos] and pl)) and results[ps[still[pos]]] is None]
+        wants_lp = [(use_lp and lp_here) or (no_splits[pos] and pl) for pos in range(len(still))]
+        lp_pos = [pos for pos in range(len(still)) if wants_lp[pos] and results[ps[still[pos]]] is None]
         polys = {}
         if lp_pos and not budget.expired():
             # One vectorised envelope build per layer for every region of the batch that gets an LP.
@@ -637,7 +643,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                 continue
             rec = recs[nd.id]
             no_split = no_splits[pos]
-            if use_lp or (no_split and pl):
+            if wants_lp[pos]:
                 if budget.expired() or pos not in polys:
                     raise _OutOfBudget()
                 rows, pts, solves, lp_empty = _lp_rows(network, xl[p], xu[p], nd.L, nd.U, specs[p], nd.open_g,
@@ -693,11 +699,12 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
     roots = [new_node(p, [a[p].copy() for a in root_b.lower], [a[p].copy() for a in root_b.upper],
                       tuple(range(layout.n_groups)), 0) for p in range(P)]
     try:
-        for p in range(P):
-            try_attack(p, ((xl[p] + xu[p]) / 2)[None])
+        if options.root_attack:
+            for p in range(P):
+                try_attack(p, ((xl[p] + xu[p]) / 2)[None])
         live = [nd for nd in roots if results[prob_of[nd.id]] is None]
         if live:
-            for nd in bound(live, network.n_hidden_layers):
+            for nd in bound(live, network.n_hidden_layers, options.root_lp):
                 heapq.heappush(heaps[prob_of[nd.id]], (nd.lb, nd.id, nd))
         steps = 0
         while True:

@@ -307,7 +307,8 @@ def certify(network: Network, x: Array, labels: Array, eps: float, *, indices: A
             # bounding passes), within one budget of ``options.budget`` seconds.
             results = branch_and_bound_many(
                 network, xl[todo], xu[todo], [robustness_spec(int(labels[i]), network.n_classes) for i in todo],
-                options=BabOptions(envelope=options.envelope, max_nodes=options.bab_nodes, batch=64),
+                options=BabOptions(envelope=options.envelope, max_nodes=options.bab_nodes, batch=64, root_lp=False,
+                                   root_attack=False),
                 budget=Budget(options.budget), attack=attack if options.attack_steps > 0 else None)
             for i, res in zip(todo, results):
                 solves[i] += res.lp_solves

@@ -30,8 +30,13 @@ class RobustnessOptions(LensOptions):
     lp_classifier: bool = option(True, "Also report the LP classifier (largest worst-case margin).")
     attack_steps: int = option(30, "PGD steps per attack run.", lo=0, hi=10_000)
     time_limit: float | None = option(None, "Seconds per LP solve (default: none).", lo=0.0, lo_open=True)
+    bab: bool = option(True, "Branch and bound for what the LPs leave open (complete for relu).")
+    budget: float = option(10.0, "Seconds of branch and bound per batch of open units (a budget that holds).",
+                           lo=0.0, lo_open=True)
     workers: int = option(2, "Worker processes.", lo=1)
     chunk: int = option(40, "Images per job (a job certifies them at every radius).", lo=1)
+    executor: str = option("process", "Where jobs run: a local process pool, or Ray tasks.", choices=("process", "ray"))
+    address: str | None = option(None, "The Ray cluster's address with --executor ray (default: a local Ray).")
 
     def __post_init__(self):
         super().__post_init__()
@@ -82,13 +87,13 @@ def run(model, data, options: RobustnessOptions, ctx: RunContext = RunContext())
     d = data.head(options.images)
     certify_options = CertifyOptions(envelope=Envelope.from_mode(options.mode, options.cuts, "verify"),
                                      use_lp=options.lp, alpha=options.alpha, attack_steps=options.attack_steps,
-                                     time_limit=options.time_limit)
+                                     time_limit=options.time_limit, bab=options.bab, budget=options.budget)
     workers = min(options.workers, os.cpu_count() or 1)
     settings = {"model": digest(*[a for layer in net.layers for a in (layer.W, layer.b)]), "data": digest(d.x, d.y)}
     ctx.progress(f"robustness sweep: {len(d)} images x {len(options.eps)} radii")
     res = run_sweep(net, d.x, d.y, options.eps, options=certify_options, out_dir=ctx.workdir, workers=workers,
                     chunk=options.chunk, with_lp_classifier=options.lp_classifier, settings=settings,
-                    progress=ctx.units)
+                    progress=ctx.units, executor=options.executor, address=options.address)
     return Robustness(res, getattr(model, "source", "memory"), data.name, options.lp_classifier)
 
 

@@ -332,6 +332,43 @@ def _run_chunk(network: Network, x: Array, y: Array, idx: Array, eps: Sequence[f
     return out
 
 
+#: Test hook: when this environment variable names a file that does not exist yet, the first Ray task
+#: to see it creates the file and kills its own worker process (a killed worker, on demand).
+RAY_DIE_ONCE = "POLYLENS_RAY_TEST_DIE_ONCE"
+
+
+def _ray_chunk(*args):
+    """:func:`_run_chunk` as a Ray task (see :data:`RAY_DIE_ONCE`)."""
+    marker = os.environ.get(RAY_DIE_ONCE)
+    if marker:
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
+            os._exit(1)
+    return _run_chunk(*args)
+
+
+def _run_on_ray(network: Network, x: Array, y: Array, eps, options: CertifyOptions, with_lp_classifier: bool, jobs,
+                take, address: str | None) -> None:
+    """Every job as a Ray task (``max_retries``: a task whose worker dies runs again); rows are taken
+    by the driver in the order tasks finish."""
+    try:
+        import ray
+    except ImportError:
+        raise ParameterError("The 'ray' executor needs Ray: pip install 'polylens[ray]'.") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    task = ray.remote(max_retries=3, num_cpus=1)(_ray_chunk)
+    net_ref = ray.put(network)
+    pending = [task.remote(net_ref, x[ids], y[ids], ids, eps, options, with_lp_classifier, have) for ids, have in jobs]
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        take(ray.get(ready[0]))
+
+
 @dataclass(frozen=True, eq=False)
 class SweepResult:
     """All rows of a sweep (one :class:`SweepRow` per (image, eps), sorted by eps then index) and their
@@ -357,12 +394,20 @@ class SweepResult:
 
 def run_sweep(network: Network, x: Array, y: Array, eps: Sequence[float], *, options: CertifyOptions = CertifyOptions(),
               out_dir: str | Path | None = None, workers: int = 2, chunk: int = 40, with_lp_classifier: bool = True,
-              settings: dict | None = None, progress: Callable[[int, int], None] | None = None) -> SweepResult:
+              settings: dict | None = None, progress: Callable[[int, int], None] | None = None,
+              executor: str = "process", address: str | None = None) -> SweepResult:
     """Certify every row of x at every eps; resumable through ``out_dir`` (see the module docstring).
 
     ``settings`` identifies the run in the store (model, data, options); a store made with other
     settings is refused. ``progress(done, total)`` is called as units finish.
+
+    ``executor``: ``"process"`` (a local process pool of ``workers``) or ``"ray"``: every chunk is a
+    Ray task on the cluster at ``address`` (None: a local Ray instance, or the one already
+    initialised), retried by Ray when its worker dies; the driver alone writes the store, as each
+    task's rows arrive, so a killed driver resumes from what it had written.
     """
+    if executor not in ("process", "ray"):
+        raise ParameterError(f"The 'executor' parameter of verify must be one of process, ray. Got {executor!r} instead.")
     eps = tuple(check_float(e, "eps", "verify", 0.0, 1.0) for e in eps)
     if not eps:
         raise ParameterError("The 'eps' parameter of verify must list at least one radius.")
@@ -405,7 +450,9 @@ def run_sweep(network: Network, x: Array, y: Array, eps: Sequence[float], *, opt
             progress(finished, total)
 
     try:
-        if workers == 1 or len(jobs) <= 1:
+        if executor == "ray" and jobs:
+            _run_on_ray(network, x, y, eps, options, with_lp_classifier, jobs, take, address)
+        elif workers == 1 or len(jobs) <= 1:
             for ids, have in jobs:
                 take(_run_chunk(network, x[ids], y[ids], ids, eps, options, with_lp_classifier, have))
         else:

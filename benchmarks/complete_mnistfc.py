@@ -1,0 +1,104 @@
+"""The VNN-COMP 2021 mnistfc benchmark through ``polylens vnncomp``, against alpha-beta-CROWN's 2021 results.
+
+    OMP_NUM_THREADS=1 /work/cpuslot .venv/bin/python benchmarks/complete_mnistfc.py --timeout 20 \\
+        --images 5 --out /tmp/complete-mnistfc
+
+Runs the first ``--per-net`` properties of each network (in instances.csv order) with ``--timeout``
+seconds each (the competition gives 120 s on 256x2 and 300 s on the others), writes the
+competition's result files and summary.csv to ``--out``, then prints the table against the
+competition's ground truth and alpha-beta-CROWN's per-instance results and draws the cactus plot
+(instances solved against time) to docs/images/complete-cactus.png. Reads ../shared/vnncomp2021/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "vnncomp2021" / "mnistfc"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--timeout", type=float, default=20.0)
+    ap.add_argument("--per-net", type=int, default=10)
+    ap.add_argument("--images", type=int, default=None,
+                    help="Instead of --per-net: the properties of the first N images, at both radii")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/complete-mnistfc"))
+    ap.add_argument("--plot-only", action="store_true")
+    args = ap.parse_args()
+    shared = SHARED if SHARED.exists() else Path("/work/shared/vnncomp2021/mnistfc")
+    rows = list(csv.reader((shared / "instances.csv").read_text().splitlines()))
+    chosen, seen = [], {}
+    for r in rows:
+        seen[r[0]] = seen.get(r[0], 0) + 1
+        if args.images is not None:
+            if int(r[1].split("_")[1]) < args.images:
+                chosen.append(r)
+        elif seen[r[0]] <= args.per_net:
+            chosen.append(r)
+    args.out.mkdir(parents=True, exist_ok=True)
+    csv_path = args.out / "instances.csv"
+    with open(csv_path, "w", newline="") as f:
+        csv.writer(f).writerows([[a, b, args.timeout] for a, b, _ in chosen])
+    if not args.plot_only:
+        from polylens.lenses.verify.vnncomp import run_instances
+
+        run_instances(csv_path, shared, args.out,
+                      progress=lambda k, n, r: print(f"[{k}/{n}] {r.onnx} {r.vnnlib}: {r.result} {r.seconds:.1f} s "
+                                                     f"{r.nodes} nodes", flush=True))
+    ours = {(r["onnx"], r["vnnlib"]): r for r in csv.DictReader(open(args.out / "summary.csv"))}
+    ref = {(r["onnx"], r["vnnlib"]): r for r in csv.DictReader(open(shared / "results_2021.csv"))}
+    table = {}
+    wrong = []
+    ours_t, abc_t = [], []
+    nps = []
+    for key, r in ours.items():
+        g = ref[key]
+        net = key[0].replace("mnist-net_", "").replace(".onnx", "")
+        t = table.setdefault(net, {"n": 0, "ours_unsat": 0, "ours_sat": 0, "abc_unsat": 0, "abc_sat": 0,
+                                   "abc_within": 0, "truth_unknown_solved": 0})
+        t["n"] += 1
+        if r["result"] in ("sat", "unsat"):
+            t["ours_" + r["result"]] += 1
+            ours_t.append(float(r["seconds"]))
+            if g["ground_truth"] in ("sat", "unsat") and g["ground_truth"] != r["result"]:
+                wrong.append(key)
+            if g["ground_truth"] == "unknown":
+                t["truth_unknown_solved"] += 1
+        if float(r["seconds"]) > 0:
+            nps.append(int(r["nodes"]) / float(r["seconds"]))
+        if g["alpha_beta_crown_result"] in ("sat", "unsat"):
+            t["abc_" + g["alpha_beta_crown_result"]] += 1
+            s = float(g["alpha_beta_crown_seconds"])
+            abc_t.append(s)
+            if s <= args.timeout:
+                t["abc_within"] += 1
+    print(json.dumps({"timeout": args.timeout, "per_net": table, "wrong": wrong,
+                      "nodes_per_second_median": sorted(nps)[len(nps) // 2] if nps else None}, indent=1))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
+    for ts, label, style in ((ours_t, f"polylens (2 shared CPU cores, {args.timeout:g} s)", "-"),
+                             (abc_t, "alpha-beta-CROWN 2021 (GPU, 120/300 s)", "--")):
+        ts = sorted(ts)
+        ax.step([0] + ts, range(len(ts) + 1), style, where="post", label=label)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("seconds per instance")
+    ax.set_ylabel("instances solved")
+    ax.set_title(f"mnistfc 2021: {len(ours)} instances run")
+    ax.axvline(args.timeout, color="grey", lw=0.6, ls=":")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out = Path(__file__).resolve().parents[1] / "docs" / "images" / "complete-cactus.png"
+    fig.savefig(out)
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    main()
