@@ -4,7 +4,6 @@ with `polylens construct` and the `polylens truncation` contract."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
