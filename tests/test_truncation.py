@@ -195,3 +195,24 @@ def test_cumulative_parameters():
     b1, b2, b3 = (l.b for l in net.layers)
     assert np.allclose(c.W[2], W3 @ W2 @ W1) and np.allclose(c.b[1], W2 @ b1 + b2)
     assert np.allclose(c.b[2], W3 @ (W2 @ b1 + b2) + b3)
+
+
+def test_lens_on_the_seed_says_the_cone_picture_is_relu_only():
+    """Sections 1 and 3 on the bundled GELU seed: every identity holds, and the result says that the cone
+    picture does not apply (GELU); on a ReLU network it does."""
+    from polylens.data.labelled import Data
+    from polylens.lenses import get_lens
+    from polylens.nn.model import Model, card_for_network, load_model
+
+    lens = get_lens("truncation")
+    seed = load_model("seed")
+    data = Data.of_model(seed).head(80)
+    r = lens.run(seed, data, lens.make_options({"sls": False, "toy": "none"}))
+    d = r.to_dict()
+    assert d["n"] == 80 and not d["cone_picture"] and "ReLU only" in d["note"]
+    assert [row["layer"] for row in d["identities"]] == [1, 2, 3] and all(row["holds"] for row in d["identities"])
+    net = _net((49, 8, 6, 10), "relu", seed=2)
+    relu = Model(net, card_for_network(net))
+    d = lens.run(relu, data, lens.make_options({"sls": False, "toy": "none"})).to_dict()
+    assert d["cone_picture"] and d["note"] == "" and all(row["holds"] for row in d["identities"])
+    assert sum(d["cones"][0]["counts"].values()) == 80

@@ -4,7 +4,6 @@ with `polylens construct` and the `polylens truncation` contract."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -220,3 +219,16 @@ def test_truncation_command_contract_on_a_widening_model(tmp_path):
     assert set(rows[0]) >= {"layer", "residual", "holds", "lifted", "reason"}
     assert rows[0]["holds"] and not rows[1]["holds"] and "layer 2 widens" in rows[1]["reason"]
     assert not rows[2]["holds"] and not any(r["lifted"] for r in rows)
+
+
+def test_toy_sets_are_seeded_and_in_the_unit_box():
+    """The toy generators (polylens.data.toy) give the same points for the same seed, other points for
+    another, in [0, 1]^d with every class present."""
+    for name in toy.GENERATORS:
+        a, ya = toy.make(name, 80, seed=3)
+        b, yb = toy.make(name, 80, seed=3)
+        c, _ = toy.make(name, 80, seed=4)
+        assert np.array_equal(a, b) and np.array_equal(ya, yb) and not np.array_equal(a, c)
+        assert a.min() >= 0 and a.max() <= 1 and len(set(ya.tolist())) >= 2
+    with pytest.raises(Exception, match="one of"):
+        toy.make("moons")

@@ -3,7 +3,6 @@ cones drawn, a model's cones as images (base point and edges), and its trajector
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from matplotlib.figure import Figure

@@ -19,7 +19,7 @@ iota(d_0, d_1) x, with W~_1 an invertible extension of W_1, and W~^(l) = W_l ...
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

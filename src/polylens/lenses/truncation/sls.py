@@ -29,7 +29,7 @@ dataset up to the budget.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -57,7 +57,7 @@ class SLSStep:
     """One step of an SLS certificate, in the data's own coordinates: ``cls`` the class label, ``p``
     the point p_j, ``t`` its place on the segment (p = m + t (mu_j - m)), ``w``, ``c`` the hyperplane
     f(x) = w.x + c through p (negative on X_j, positive on the rest), ``margin`` the smallest |f| over
-    the points it separates (after ||w|| = 1), and the LP's proven upper bound on the best margin."""
+    the points it separates (after ||w|| = 1)."""
 
     cls: int
     p: Array
