@@ -5,9 +5,7 @@ Slow by nature: starting and stopping a local Ray instance takes about 8 s of th
 
 from __future__ import annotations
 
-import os
 
-import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="Ray (the optional extra polylens[ray]) is not installed")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from polylens.lenses.verify.bab import robustness_spec
-from polylens.lenses.verify.vnncomp import replay, run_instance
+from polylens.lenses.verify.vnncomp import replay
 from polylens.lenses.verify.vnnlib import (Property, parse_counterexample, parse_vnnlib, read_vnnlib,
                                            write_vnnlib)
 from polylens.nn import Network

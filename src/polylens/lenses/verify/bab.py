@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -66,7 +66,7 @@ from polylens.nn.activations import Family
 from polylens.nn.network import Network
 from polylens.relax.envelopes import Envelope, Hull, check_envelope
 from polylens.tolerances import VERIFY_MARGIN
-from polylens.validation import check_bool, check_int
+from polylens.validation import check_int
 
 Array = np.ndarray
 
@@ -625,6 +625,8 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                 hit = unsafe(p, corners[pos])
                 if hit is not None:
                     finish(p, "falsified", counterexample=hit[0], group=hit[1])
+                else:
+                    best_points[p] = (best_points[p] + [corners[pos]])[-8:]  # attack starts
         out = []
         no_splits = [all(not np.isfinite(s_[pos]).any() for s_ in scores) for pos in range(len(still))]
         wants_lp = [(use_lp and lp_here) or (no_splits[pos] and pl) for pos in range(len(still))]

@@ -34,7 +34,8 @@ from polylens.lenses.verify.bab import Spec
 
 Array = np.ndarray
 
-__all__ = ["Property", "format_counterexample", "parse_vnnlib", "read_text", "read_vnnlib", "write_vnnlib"]
+__all__ = ["Property", "format_counterexample", "parse_counterexample", "parse_vnnlib", "read_text", "read_vnnlib",
+           "write_vnnlib"]
 
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
 
