@@ -1,6 +1,6 @@
 """How long the bases lens takes on every layer of the bundled MNIST CNN over 10,000 images.
 
-    OMP_NUM_THREADS=1 /work/cpuslot .venv/bin/python benchmarks/bases_speed.py [--n 10000] [--out docs/images]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bases_speed.py [--n 10000] [--out docs/images]
 
 For conv1, conv2 (one vector per position: 1.44 million and 250,000 rows, of which at most --max-rows are
 kept) and fc1, after their ReLU: the time of the activations, of the fits of each basis, of ablation

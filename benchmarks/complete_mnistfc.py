@@ -1,6 +1,6 @@
 """The VNN-COMP 2021 mnistfc benchmark through ``polylens vnncomp``, against alpha-beta-CROWN's 2021 results.
 
-    OMP_NUM_THREADS=1 /work/cpuslot .venv/bin/python benchmarks/complete_mnistfc.py --timeout 20 \\
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/complete_mnistfc.py --timeout 20 \\
         --images 5 --out /tmp/complete-mnistfc
 
 Runs the first ``--per-net`` properties of each network (in instances.csv order) with ``--timeout``
@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import json
 from pathlib import Path
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "vnncomp2021" / "mnistfc"
+SHARED = Path(os.environ.get("POLYLENS_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")) \
+    / "vnncomp2021" / "mnistfc"
 
 
 def main() -> None:
@@ -29,7 +31,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/complete-mnistfc"))
     ap.add_argument("--plot-only", action="store_true")
     args = ap.parse_args()
-    shared = SHARED if SHARED.exists() else Path("/work/shared/vnncomp2021/mnistfc")
+    shared = SHARED
     rows = list(csv.reader((shared / "instances.csv").read_text().splitlines()))
     chosen, seen = [], {}
     for r in rows:

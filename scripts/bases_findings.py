@@ -1,6 +1,6 @@
 """The paper's three findings (Dey et al., TMLR 2025) measured on the bundled models of the bases lens.
 
-    OMP_NUM_THREADS=1 /work/cpuslot .venv/bin/python scripts/bases_findings.py [--n 2000] [--out docs/images]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bases_findings.py [--n 2000] [--out docs/images]
 
 For every bundled MLP and CNN (MNIST, Fashion-MNIST) and every hidden layer (after its ReLU; convolution
 layers one vector per position), on the first N test images: k80 and k99 of every basis (finding 1:

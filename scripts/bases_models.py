@@ -2,7 +2,7 @@
 bundled digits, seeded 8,000/2,000 split) and on Fashion-MNIST (Debian's dataset-fashion-mnist, 60,000
 train images; 2,000 seeded test images in the card's split).
 
-    /work/cpuslot .venv/bin/python scripts/bases_models.py [--only NAME ...] [--out src/polylens/models]
+    .venv/bin/python scripts/bases_models.py [--only NAME ...] [--out src/polylens/models]
 
 Each model is written as a module directory (polylens.nn.module_dir: module.json, module.safetensors in
 float32, card.json), which ``polylens bases NAME`` loads by name once it lies in src/polylens/models.

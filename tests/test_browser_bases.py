@@ -11,7 +11,8 @@ import pytest
 from polylens.explorer.api import ExplorerConfig
 from polylens.nn.model import load_model
 
-from test_explorer_browser import CHROMIUM, Page, ServerThread, artifacts, check_local, live_app  # noqa: F401
+from test_explorer_browser import (  # noqa: F401 (browser and shots are shared fixtures)
+    CHROMIUM, Page, ServerThread, artifacts, check_local, live_app, browser, shots)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -19,18 +20,6 @@ CFG = {"robustness": {"images": 4, "eps": (0.01,), "chunk": 4}, "signatures": {"
        "bases": {"components": 4, "ablation_points": 9, "strips": 3}}
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    return artifacts(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

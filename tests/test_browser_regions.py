@@ -9,20 +9,11 @@ import pytest
 from polylens.explorer.api import ExplorerConfig
 from polylens.nn.model import load_model
 
-from test_explorer_browser import CHROMIUM, Page, ServerThread, check_local, sync_api  # noqa: F401
+from test_explorer_browser import CHROMIUM, Page, ServerThread, check_local, sync_api, browser  # noqa: F401 (shared fixtures)
 
 CFG = ExplorerConfig(lenses={"robustness": {"images": 10, "eps": (0.01,), "chunk": 10}, "signatures": {"per_digit": 3}},
                      time_limit=1.0)
 
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless chromium for the module."""
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

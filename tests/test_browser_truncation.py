@@ -11,23 +11,11 @@ import pytest
 from polylens.explorer.api import Explorer, ExplorerConfig
 from polylens.nn.model import load_model
 
-from test_explorer_browser import CHROMIUM, Page, ServerThread, artifacts, check_local
+from test_explorer_browser import CHROMIUM, Page, ServerThread, artifacts, check_local, browser, shots  # noqa: F401 (shared fixtures)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    return artifacts(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
 
 
 def _only_truncation(monkeypatch):

@@ -7,6 +7,7 @@ import glob
 import json
 import subprocess
 import sys
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,9 @@ from polylens.lenses.verify.vnnlib import (Property, parse_counterexample, parse
 from polylens.nn import Network
 from polylens.nn.onnx_io import to_onnx
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "vnncomp2021" / "mnistfc"
-if not SHARED.exists():
-    SHARED = Path("/work/shared/vnncomp2021/mnistfc")
+# ../shared beside the checkout (POLYLENS_SHARED names another place, e.g. for a git worktree).
+SHARED = Path(os.environ.get("POLYLENS_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")) \
+    / "vnncomp2021" / "mnistfc"
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/vnncomp2021 is absent (VNN-COMP 2021 mnistfc)")
 
 

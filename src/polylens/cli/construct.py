@@ -12,7 +12,6 @@ construction the command prints one line naming it and exits 2.
 from __future__ import annotations
 
 import shlex
-import zipfile
 from pathlib import Path
 from typing import Optional
 
@@ -21,7 +20,7 @@ import typer
 
 from polylens.cli import app
 from polylens.cli._common import JSON_HELP, out_console, print_json
-from polylens.errors import DataError, ParameterError
+from polylens.errors import ParameterError
 
 __all__ = ["load_labelled_npz"]
 
@@ -31,20 +30,10 @@ METHODS = ("sls", "clustered", "simplex")
 def load_labelled_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """``x`` (N, d) finite floats and ``y`` (N,) integer labels >= 0 from an .npz file (never
     unpickled); DataError / ParameterError with one line otherwise."""
+    from polylens.data.labelled import read_xy_npz
+
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"No data file at {path}.")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in ("x", "y") if k not in f.files]
-            if missing:
-                raise DataError(f"{path} lacks the array(s) {', '.join(missing)}; it needs x (N x d) and y (N labels).")
-            x, y = np.asarray(f["x"]), np.asarray(f["y"])
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        text = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"{path} is not a readable .npz file ({text}).") from None
-    if x.ndim == 3:
-        x = x.reshape(len(x), -1)
+    x, y = read_xy_npz(path)
     if x.ndim != 2 or x.shape[0] == 0 or not np.issubdtype(x.dtype, np.number):
         raise ParameterError(f"The data's x must be a numeric array of shape (N, d). Got {x.dtype}{x.shape} instead.")
     x = x.astype(np.float64)

@@ -18,7 +18,7 @@ import numpy as np
 
 from polylens.errors import DataError, ParameterError
 
-__all__ = ["Data"]
+__all__ = ["Data", "read_xy_npz"]
 
 Array = np.ndarray
 
@@ -79,19 +79,7 @@ class Data:
         (N,) in [0, n_classes) from an ``.npz`` file, never unpickling. DataError for an unreadable
         file, ParameterError for shapes or values the network cannot take."""
         path = Path(path)
-        if not path.is_file():
-            raise DataError(f"No data file at {path}.")
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                missing = [k for k in ("x", "y") if k not in f.files]
-                if missing:
-                    raise DataError(f"{path} lacks the array(s) {', '.join(missing)}; it needs x (N x d) and y (N labels).")
-                x, y = np.asarray(f["x"]), np.asarray(f["y"])
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            text = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise DataError(f"{path} is not a readable .npz file ({text}).") from None
-        if x.ndim == 3:
-            x = x.reshape(len(x), -1)
+        x, y = read_xy_npz(path)
         if x.ndim != 2 or x.shape[1] != width:
             raise ParameterError(f"The data's x must have shape (N, {width}) for this model. Got {x.shape} instead.")
         if not np.issubdtype(x.dtype, np.number) or not np.issubdtype(y.dtype, np.integer) and not (
@@ -107,3 +95,22 @@ class Data:
             bad = int(y[(y < 0) | (y >= n_classes)][0])
             raise ParameterError(f"The 'label' values must be ints in [0, {n_classes - 1}]. Got {bad} instead.")
         return cls(x, y, None, str(path.resolve()))
+
+
+def read_xy_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays ``x`` (flattened to (N, d) where it is (N, H, W)) and ``y`` of an ``.npz`` file, as
+    stored, never unpickling; DataError with one line for a missing or unreadable file or a missing
+    array. Callers check shapes and values for their use."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"No data file at {path}.")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in ("x", "y") if k not in f.files]
+            if missing:
+                raise DataError(f"{path} lacks the array(s) {', '.join(missing)}; it needs x (N x d) and y (N labels).")
+            x, y = np.asarray(f["x"]), np.asarray(f["y"])
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        text = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path} is not a readable .npz file ({text}).") from None
+    return (x.reshape(len(x), -1) if x.ndim == 3 else x), y
