@@ -103,13 +103,15 @@ class _Relaxation:
     def icpt_mag(self) -> Array:
         return np.maximum(np.abs(self.li), np.abs(self.ui))
 
-    def rows(self, sl: slice) -> "_Relaxation":
+    def rows(self, sl: "slice | Array") -> "_Relaxation":
+        """The relaxation of some of its boxes: a slice or an index array of rows."""
         return _Relaxation(self.act, self.L[sl], self.U[sl], self.ls[sl], self.li[sl], self.us[sl],
                            self.ui[sl], self.zlo[sl], self.zhi[sl])
 
 
-def _relax(act: Activation, L: Array, U: Array, layer: int) -> _Relaxation:
-    """Default lines of the relax layer for (N, n) bounds of hidden layer ``layer``; lines (N, 1, n)."""
+def relax_layer(act: Activation, L: Array, U: Array, layer: int) -> _Relaxation:
+    """The default relaxation (lower and upper lines) of hidden layer ``layer``'s activation over its
+    (N, n) pre-activation bounds ``L``, ``U``; lines (N, 1, n)."""
     if not (np.all(np.isfinite(L)) and np.all(np.isfinite(U))):
         raise ParameterError(f"Bound propagation overflowed at hidden layer {layer}: some pre-activation bounds "
                              "are infinite. Check the network's weights and the input boxes for huge values.")
@@ -229,9 +231,14 @@ def _spec_rows(network: Network, k: int, C: Array | None) -> int:
     return 2 * network.layers[k].out_features if C is None else C.shape[1]
 
 
-def _backward_chunked(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu: Array,
-                      C: Array | None) -> Array:
-    """:func:`_backward` over input chunks small enough to keep memory bounded; (N, K)."""
+def backward_bounds(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu: Array,
+                    C: Array | None) -> Array:
+    """Rigorous lower bounds of the rows ``C`` (N, K, n_k) of affine layer ``k``'s output (hidden
+    layer ``k``'s pre-activation; the logits when ``k`` is the number of hidden layers; ``C`` None: of
+    every output and of its negation, so the upper bounds are the negated second half) over the boxes [xl, xu], by the backward pass
+    over the relaxations of the hidden layers before ``k`` (from :func:`relax_layer`), in input
+    chunks small enough to keep memory bounded; (N, K). Branch and bound re-bounds its subproblems
+    with it (:mod:`polylens.lenses.verify.bab`)."""
     N = xl.shape[0]
     K = _spec_rows(network, k, C)
     width = max(network.widths[: k + 1])
@@ -261,7 +268,7 @@ def _layerwise(network: Network, xl: Array, xu: Array, intermediate: Bounds | No
         L, U = interval_affine(layer.W, layer.b, lo_z, hi_z)
         if k > 0:
             n = layer.out_features
-            lb = _backward_chunked(network, k, relax, xl, xu, None)
+            lb = backward_bounds(network, k, relax, xl, xu, None)
             if alpha_steps > 0:
                 lb = np.maximum(lb, _alpha_spec(network, k, relax, xl, xu, None, alpha_steps))
             L, U = np.maximum(L, lb[:, :n]), np.minimum(U, -lb[:, n:])
@@ -272,7 +279,7 @@ def _layerwise(network: Network, xl: Array, xu: Array, intermediate: Bounds | No
             return Bounds(tuple(lowers), tuple(uppers), L, U, method), relax
         lowers.append(L)
         uppers.append(U)
-        relax.append(_relax(network.activations[k], L, U, k))
+        relax.append(relax_layer(network.activations[k], L, U, k))
         lo_z, hi_z = relax[-1].zlo, relax[-1].zhi
     raise AssertionError("unreachable")
 
@@ -376,10 +383,10 @@ def margin_lower_bound(network: Network, xl: Array, xu: Array, labels, method: B
         out = np.where(np.isnan(out), -np.inf, out)
     else:
         b = bounds if bounds is not None else crown(network, xl, xu)
-        relax = [_relax(act, L, U, l) for l, (act, L, U) in enumerate(zip(network.activations, b.lower, b.upper))]
+        relax = [relax_layer(act, L, U, l) for l, (act, L, U) in enumerate(zip(network.activations, b.lower, b.upper))]
         C = margin_spec(y, K)
         H = network.n_hidden_layers
-        out = _backward_chunked(network, H, relax, xl, xu, C)
+        out = backward_bounds(network, H, relax, xl, xu, C)
         if method is BoundMethod.ALPHA_CROWN and alpha_steps > 0:
             out = np.maximum(out, _alpha_spec(network, H, relax, xl, xu, C, alpha_steps))
     out[rows, y] = np.inf
@@ -401,8 +408,8 @@ def spec_lower_bound(network: Network, xl: Array, xu: Array, C: Array, *, bounds
                              f"{network.n_classes}). Got shape {C.shape} instead.")
     _check_intermediate(network, bounds, N, "spec_lower_bound")
     b = bounds if bounds is not None else crown(network, xl, xu)
-    relax = [_relax(act, L, U, l) for l, (act, L, U) in enumerate(zip(network.activations, b.lower, b.upper))]
-    return _backward_chunked(network, network.n_hidden_layers, relax, xl, xu, C)
+    relax = [relax_layer(act, L, U, l) for l, (act, L, U) in enumerate(zip(network.activations, b.lower, b.upper))]
+    return backward_bounds(network, network.n_hidden_layers, relax, xl, xu, C)
 
 
 # -- alpha-CROWN: the optimiser --------------------------------------------------------------------
@@ -416,7 +423,7 @@ def _alpha_spec(network: Network, k: int, relax: list[_Relaxation], xl: Array, x
     recomputed rigorously for those slopes by :func:`_backward`.
     """
     if k == 0 or steps == 0:
-        return _backward_chunked(network, k, relax, xl, xu, C)
+        return backward_bounds(network, k, relax, xl, xu, C)
     N = xl.shape[0]
     K = _spec_rows(network, k, C)
     widths = [r.L.shape[1] for r in relax[:k]]
@@ -436,7 +443,7 @@ def _alpha_spec(network: Network, k: int, relax: list[_Relaxation], xl: Array, x
         ranges.append(per_side)
         free.append(tuple(bool(np.any(hi > lo)) for lo, hi in per_side))
     if not any(any(f) for f in free):
-        return _backward_chunked(network, k, relax, xl, xu, C)
+        return backward_bounds(network, k, relax, xl, xu, C)
 
     # Best slopes per layer and side, (N, groups, n), starting from CROWN's.
     best = [[np.array(np.broadcast_to(getattr(r, s), (N, groups, r.L.shape[1]))) if free[j][i] else None
@@ -453,7 +460,7 @@ def _alpha_spec(network: Network, k: int, relax: list[_Relaxation], xl: Array, x
                 if got[j][i] is not None:
                     best[j][i][rows] = got[j][i]
     tuned = [_with_slopes(r, best[j][0], best[j][1]) for j, r in enumerate(relax[:k])]
-    return _backward_chunked(network, k, tuned, xl, xu, C)
+    return backward_bounds(network, k, tuned, xl, xu, C)
 
 
 def _optimise_chunk(network: Network, k: int, relax: list[_Relaxation], ranges, free, xl: Array, xu: Array,

@@ -132,10 +132,10 @@ def load_inputs(path: str | Path, width: int) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of (N, C) logits, computed stably (max subtracted)."""
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    """Row-wise softmax of (N, C) logits (scipy's, computed stably)."""
+    from scipy.special import softmax as _softmax
+
+    return _softmax(logits, axis=1)
 
 
 def percent(v: float | None) -> str:

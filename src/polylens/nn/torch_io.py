@@ -50,7 +50,7 @@ from polylens.nn.activations import ActKind, Activation
 from polylens.nn.lowering import ChainBuilder, conv_as_dense, last_axis_dense, same_padding
 from polylens.nn.network import Network
 
-__all__ = ["TORCH_ACTIVATIONS", "TorchActivation", "from_torch", "to_torch"]
+__all__ = ["TORCH_ACTIVATIONS", "TorchActivation", "activation_of", "from_torch", "to_torch"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,9 @@ def _leaves(module: nn.Module, prefix: str, out: list[tuple[str, nn.Module]], pr
         _leaves(child, f"{prefix}.{name}" if prefix else name, out, problems)
 
 
-def _activation_of(m: nn.Module) -> Activation | None:
+def activation_of(m: nn.Module) -> Activation | None:
+    """The polylens activation a torch module computes element-wise (``nn.ReLU``, ``nn.GELU``, ...), or
+    None when it is not one polylens knows."""
     for entry in _BY_MODULE.get(type(m), ()):
         act = entry.read(m)
         if act is not None:
@@ -145,7 +147,7 @@ def _classify(leaves: list[tuple[str, nn.Module]], problems: list[str]) -> int |
             else:
                 final = i
         elif type(m) in _BY_MODULE:
-            if _activation_of(m) is None:
+            if activation_of(m) is None:
                 problems.append(f"{name} at {path} ({_settings(m)})")
         elif type(m) in (nn.Conv1d, nn.Conv2d):
             if m.padding_mode != "zeros":
@@ -181,7 +183,7 @@ class _Walk:
     def step(self, path: str, m: nn.Module) -> None:
         if isinstance(m, _DROPOUTS):
             return
-        act = _activation_of(m)
+        act = activation_of(m)
         if act is not None:
             self.chain.activation(act)
         elif isinstance(m, nn.Linear):

@@ -17,6 +17,7 @@ the input (rows and columns, for showing the patch that drives it).
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -73,7 +74,7 @@ def _row_subset(total: int, max_rows: int, seed: int) -> Array | None:
     return np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
 
 
-class Probe:
+class Probe(abc.ABC):
     """One layer of one model (see the module docstring). Subclasses set ``layer``, ``post``,
     ``width``, ``spatial`` and ``receptive`` and implement ``_batch_vectors`` and ``_batch_logits``."""
 
@@ -88,11 +89,13 @@ class Probe:
     def positions(self) -> int:
         return 1 if self.spatial is None else int(self.spatial[0] * self.spatial[1])
 
-    def _batch_vectors(self, xb: Array) -> Array:  # (B * positions, w), sample-major
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _batch_vectors(self, xb: Array) -> Array:
+        """The layer's vectors of a batch: (B * positions, w), sample-major."""
 
+    @abc.abstractmethod
     def _batch_logits(self, xb: Array, transform: Callable[[Array], Array] | None) -> Array:
-        raise NotImplementedError
+        """The model's logits of a batch, with ``transform`` applied to the layer's vectors on the way."""
 
     def activations(self, x: Array, *, batch: int = 256, max_rows: int = 200_000, seed: int = 0,
                     units: Units = _noop) -> Activations:
@@ -185,9 +188,9 @@ def _leaf_modules(module) -> list[tuple[str, Any]]:
 
 
 def _is_activation(m) -> bool:
-    from polylens.nn.torch_io import _activation_of
+    from polylens.nn.torch_io import activation_of
 
-    return _activation_of(m) is not None
+    return activation_of(m) is not None
 
 
 def receptive_fields(leaves: list[tuple[str, Any]], upto: str, in_hw: tuple[int, int],

@@ -100,10 +100,9 @@ def path_payload(session, params: Mapping[str, Any]) -> dict:
     exact = is_piecewise_linear(net)
     seg = segment(net, x0, x1) if exact else segment_sampled(net, x0, x1, "sign", n=801)
     t = np.linspace(0.0, 1.0, 201)
-    z = net(x0[None] + t[:, None] * (x1 - x0)[None])
-    z = z - z.max(axis=1, keepdims=True)
-    pr = np.exp(z)
-    pr /= pr.sum(axis=1, keepdims=True)
+    from scipy.special import softmax
+
+    pr = softmax(net(x0[None] + t[:, None] * (x1 - x0)[None]), axis=1)
     keys = _keys(net)
     return {"available": True, "to": to, "label_to": int(session.data.y[to]), "sample": inp.sample,
             "exact": seg.exact, "note": convention_note(net, "sign"), "crossings": seg.crossings.tolist(),

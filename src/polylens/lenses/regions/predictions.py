@@ -42,12 +42,6 @@ RULES = {
 }
 
 
-def _softmax(z: Array) -> Array:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _purity(labels: Array, groups: Array, n_classes: int) -> tuple[float, float]:
     """Size-weighted mean class purity and entropy (bits) of the groups of ``labels``."""
     pur, ent, n = 0.0, 0.0, len(labels)
@@ -145,6 +139,8 @@ def boundary_density(net, x: Array, y: Array, pairs: int = 20, bins: int = 40, c
     """Prediction 2: along ``pairs`` same-class and ``pairs`` different-class interpolation paths, the
     boundaries crossed per unit length in each of ``bins`` equal bins against the softmax change (KL
     between the softmaxes at the bin's ends, per unit length) and class switches."""
+    from scipy.special import softmax
+
     from scipy.stats import spearmanr
 
     from polylens.lenses.regions.partition import segment, segment_sampled
@@ -160,7 +156,7 @@ def boundary_density(net, x: Array, y: Array, pairs: int = 20, bins: int = 40, c
             length = float(np.linalg.norm(x[j] - x[i]))
             counts = np.histogram(seg.crossings, bins=edges)[0]
             fine = np.linspace(0, 1, bins * 8 + 1)
-            pr = _softmax(net(x[i][None] + fine[:, None] * (x[j] - x[i])[None]))
+            pr = softmax(net(x[i][None] + fine[:, None] * (x[j] - x[i])[None]), axis=1)
             kl_steps = np.sum(pr[1:] * (np.log(pr[1:] + 1e-300) - np.log(pr[:-1] + 1e-300)), axis=1)
             kl = kl_steps.reshape(bins, 8).sum(axis=1)
             cls = pr.argmax(axis=1)

@@ -57,7 +57,7 @@ import numpy as np
 
 from polylens.bounds import crown_ibp_bounds
 from polylens.bounds.common import interval_affine
-from polylens.bounds.crown import _backward_chunked, _relax
+from polylens.bounds.crown import backward_bounds, relax_layer
 from polylens.errors import InfeasibleError, ParameterError, SolverError
 from polylens.lenses.verify.budget import LP_ITERATION_LIMIT, Budget, UnknownReason
 from polylens.lp.highs import LPSolver, Sense
@@ -347,7 +347,7 @@ def _rebound(network: Network, xl: Array, xu: Array, b: _Batch, start: int, rebo
         if rebound and k >= max(start, 1):
             lo_z, hi_z = relax[k - 1].zlo, relax[k - 1].zhi
             Li, Ui = interval_affine(network.layers[k].W, network.layers[k].b, lo_z, hi_z)
-            lb = _backward_chunked(network, k, relax, xl, xu, None)
+            lb = backward_bounds(network, k, relax, xl, xu, None)
             n = network.layers[k].out_features
             L = np.maximum(np.maximum(L, Li), lb[:, :n])
             U = np.minimum(np.minimum(U, Ui), -lb[:, n:])
@@ -356,7 +356,7 @@ def _rebound(network: Network, xl: Array, xu: Array, b: _Batch, start: int, rebo
             empty |= bad.any(axis=1)
             U = np.where(bad, L, U)
         L_out[k], U_out[k] = L, U
-        relax.append(_relax(network.activations[k], L, U, k))
+        relax.append(relax_layer(network.activations[k], L, U, k))
     return relax, empty, _Batch(L_out, U_out)
 
 
@@ -369,12 +369,12 @@ def _crown_rows(network: Network, relax, xl: Array, xu: Array, spec: Spec) -> Ar
     """(N, R) rigorous lower bounds of every spec row over each region."""
     N = xl.shape[0]
     C = np.broadcast_to(spec.H, (N,) + spec.H.shape).copy()
-    return _round_add(_backward_chunked(network, network.n_hidden_layers, relax, xl, xu, C), spec.h0)
+    return _round_add(backward_bounds(network, network.n_hidden_layers, relax, xl, xu, C), spec.h0)
 
 
 def _crown_rows_many(network: Network, relax, xl: Array, xu: Array, H: Array, h0: Array) -> Array:
     """(N, R) rigorous lower bounds of each region's own spec rows ``H`` (N, R, C) + ``h0`` (N, R)."""
-    return _round_add(_backward_chunked(network, network.n_hidden_layers, relax, xl, xu, np.ascontiguousarray(H)), h0)
+    return _round_add(backward_bounds(network, network.n_hidden_layers, relax, xl, xu, np.ascontiguousarray(H)), h0)
 
 
 def _splittable(network: Network, b: _Batch) -> list[Array]:
@@ -617,7 +617,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
         if not still:
             return []
         idx = np.array(still)
-        scores, corners = _score(network, [_sub(r, idx) for r in relax], XL[idx], XU[idx], open_rows[idx],
+        scores, corners = _score(network, [r.rows(idx) for r in relax], XL[idx], XU[idx], open_rows[idx],
                                  [c[idx] for c in can])
         for pos, i in enumerate(still):
             p = int(ps[i])
@@ -758,13 +758,6 @@ class _Found(Exception):
 
 class _OutOfBudget(Exception):
     pass
-
-
-def _sub(r, idx):
-    from dataclasses import replace
-
-    return replace(r, L=r.L[idx], U=r.U[idx], ls=r.ls[idx], li=r.li[idx], us=r.us[idx], ui=r.ui[idx], zlo=r.zlo[idx],
-                   zhi=r.zhi[idx])
 
 
 # ---------------------------------------------------------------------------------------------
