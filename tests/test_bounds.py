@@ -231,9 +231,10 @@ def test_alpha_crown_soundness_does_not_depend_on_the_optimiser(monkeypatch, kin
     xl, xu = input_box(x, 0.2)
     labels = net.predict(x)
 
-    def garbage(torch, network, k, relax, ranges, free, xl, xu, C, groups, steps):
-        return [[None if not free[j][i] else rng.normal(scale=3.0, size=(xl.shape[0], groups, r.L.shape[1]))
-                 for i in range(2)] for j, r in enumerate(relax)]
+    def garbage(torch, network, k, relax, ranges, free, xl, xu, C, groups, steps, masks, init=None):
+        slopes = [[None if not free[j][i] else rng.normal(scale=3.0, size=(xl.shape[0], groups, r.L.shape[1]))
+                   for i in range(2)] for j, r in enumerate(relax)]
+        return slopes, [None for _ in masks]
 
     m_c = margin_lower_bound(net, xl, xu, labels, BoundMethod.CROWN)
     monkeypatch.setattr(crown_module, "_optimise", garbage)

@@ -165,7 +165,7 @@ def test_hover_shows_tooltips(page, shots):
 def test_click_opens_neuron_panel(page, shots):
     """Clicking a neuron opens its panel: map, LP maximiser and minimiser, test images, histogram, suggestion."""
     page.click("#diagram circle[data-key='L1.n1']")
-    page.wait_for_selector("#neuron-view[data-ready='L1.n1']", timeout=30_000)
+    page.wait_for_selector("#neuron-view[data-ready='L1.n1']", timeout=120_000)
     panel = page.locator("#neuron-view")
     text = panel.inner_text()
     assert "LP maximiser" in text and "LP minimiser" in text and "most activating test images" in text

@@ -66,6 +66,9 @@ _OPT_THREADS = 1
 _ALPHA_LR = 0.1
 _ALPHA_LR_DECAY = 0.95
 
+#: Adam step size of the split multipliers (beta-CROWN; in units of the coefficient they add).
+_BETA_LR = 0.05
+
 
 # -- relaxations of one hidden layer ---------------------------------------------------------------
 
@@ -163,7 +166,7 @@ def _bmv(M: Array, v: Array) -> Array:
 
 
 def _backward(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu: Array,
-              C: Array | None) -> Array:
+              C: Array | None, extra: "list[Array | None] | None" = None) -> Array:
     """Rigorous lower bound of ``C a_k`` over each box: returns (N, K).
 
     ``C``: (N, K, n_k) or None for ``[I; -I]`` (K = 2 n_k; the bounds of ``a_k`` and of ``-a_k``).
@@ -183,7 +186,18 @@ def _backward(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu:
        m products, m below, off by at most ``gamma(m)`` times the sum of their magnitudes.
 
     All three are below ``gamma(m)`` times the magnitudes accumulated in ``mag`` (m >= every
-    n_j). Gradual underflow adds at most one underflow unit per product on top (Higham eq. 2.8);
+    n_j).
+
+    Split multipliers (beta-CROWN). ``extra[j]`` (N, K, n_j), when given, adds the coefficient d
+    to ``a_j`` together with the constant ``-(d+ U_j + d- L_j)``: the term ``d+ (a - U) + d- (a - L)``
+    is <= 0 wherever ``L_j <= a_j <= U_j``, so adding it to a row can only lower it, and the
+    pass stays a lower bound for any d. That is how a branch-and-bound region's split conditions
+    (``a <= t`` or ``a >= t``, held in the narrowed intervals) reach the input: the backward pass
+    alone does not see them. Rounding: the coefficient used is ``fl(lam + d)``, whose difference
+    from ``lam`` has the sign of d (rounding is monotone), so it is a valid multiplier; the
+    constant was computed with d itself, off by at most ``u |fl(lam + d)|`` times ``|a|``. Both
+    that and the constant's own rounding are covered by adding ``3 |d| max(|L|, |U|)`` to ``mag``
+    (``u |lam|`` is already there) and the extra products to ``m``. Gradual underflow adds at most one underflow unit per product on top (Higham eq. 2.8);
     in the coefficients that unit is multiplied by the variable's magnitude, accumulated in
     ``under``. The result ``round_down(value, slack(m, mag) + 2 * unit * under)`` is therefore a
     rigorous lower bound.
@@ -192,6 +206,8 @@ def _backward(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu:
     W, b = layers[k].W, layers[k].b
     xmag = np.maximum(np.abs(xl), np.abs(xu))
     m = 2 * (xl.shape[1] + sum(layers[j].out_features for j in range(k + 1))) + 4
+    if extra is not None:
+        m += 2 * sum(layers[j].out_features for j in range(k) if extra[j] is not None)
     under = np.zeros((xl.shape[0], 1))
     if C is None:
         A = np.concatenate([W, -W])[None]  # exact
@@ -212,6 +228,12 @@ def _backward(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu:
         const = const + _bmv(Ap, r.li) + _bmv(An, r.ui)
         line_mag = r.icpt_mag + r.coef_mag
         mag = mag + _bmv(Ap, line_mag) - _bmv(An, line_mag)
+        if extra is not None and extra[j] is not None:
+            d = extra[j]
+            lam = lam + d
+            const = const - _bmv(np.maximum(d, 0.0), r.U) - _bmv(np.minimum(d, 0.0), r.L)
+            mag = mag + 3.0 * _bmv(np.abs(d), np.maximum(np.abs(r.L), np.abs(r.U)))
+            under = under + np.maximum(np.abs(r.L), np.abs(r.U)).sum(-1, keepdims=True)
         W, b = layers[j].W, layers[j].b
         const = const + lam @ b
         abslam = np.abs(lam)
@@ -232,23 +254,25 @@ def _spec_rows(network: Network, k: int, C: Array | None) -> int:
 
 
 def backward_bounds(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu: Array,
-                    C: Array | None) -> Array:
+                    C: Array | None, extra: "list[Array | None] | None" = None) -> Array:
     """Rigorous lower bounds of the rows ``C`` (N, K, n_k) of affine layer ``k``'s output (hidden
     layer ``k``'s pre-activation; the logits when ``k`` is the number of hidden layers; ``C`` None: of
     every output and of its negation, so the upper bounds are the negated second half) over the boxes [xl, xu], by the backward pass
     over the relaxations of the hidden layers before ``k`` (from :func:`relax_layer`), in input
-    chunks small enough to keep memory bounded; (N, K). Branch and bound re-bounds its subproblems
+    chunks small enough to keep memory bounded; (N, K). ``extra``: split multipliers per hidden
+    layer (N, K, n_j) or None (see :func:`_backward`). Branch and bound re-bounds its subproblems
     with it (:mod:`polylens.lenses.verify.bab`)."""
     N = xl.shape[0]
     K = _spec_rows(network, k, C)
     width = max(network.widths[: k + 1])
     step = max(1, _CHUNK_ELEMENTS // max(1, K * width))
     if step >= N:
-        return _backward(network, k, relax, xl, xu, C)
+        return _backward(network, k, relax, xl, xu, C, extra)
     out = np.empty((N, K))
     for s in range(0, N, step):
         sl = slice(s, s + step)
-        out[sl] = _backward(network, k, [r.rows(sl) for r in relax], xl[sl], xu[sl], None if C is None else C[sl])
+        out[sl] = _backward(network, k, [r.rows(sl) for r in relax], xl[sl], xu[sl], None if C is None else C[sl],
+                            None if extra is None else [None if e is None else e[sl] for e in extra])
     return out
 
 
@@ -422,8 +446,38 @@ def _alpha_spec(network: Network, k: int, relax: list[_Relaxation], xl: Array, x
     (input, slope group) the iterate with the best approximate objective is kept, and the result is
     recomputed rigorously for those slopes by :func:`_backward`.
     """
+    return optimised_bounds(network, k, relax, xl, xu, C, steps)[0]
+
+
+@dataclass(frozen=True, eq=False)
+class Multipliers:
+    """What an optimised bound used: per hidden layer j before the bounded one, the relaxation with
+    its optimised slopes (``relax[j]``) and the split multipliers ``d[j]`` (N, K, n_j) or None.
+    Any values give a sound bound: :func:`backward_bounds` with them re-derives it rigorously."""
+
+    relax: list
+    d: list
+
+
+def optimised_bounds(network: Network, k: int, relax: list[_Relaxation], xl: Array, xu: Array, C: Array | None,
+                     steps: int, split_masks: "list[Array | None] | None" = None, *,
+                     slopes: bool = True, init: "tuple[list, list] | None" = None) -> tuple[Array, Multipliers]:
+    """Rigorous lower bounds (N, K) of ``C a_k`` with slopes (alpha-CROWN) and, where
+    ``split_masks[j]`` (N, n_j) marks neurons whose interval carries a branch-and-bound split, split
+    multipliers (beta-CROWN) optimised for ``steps`` Adam steps; with what they used.
+
+    The multipliers start at zero and the slopes at CROWN's; for every (input, slope group) the
+    iterate with the best approximate objective is kept, and the bound is recomputed rigorously
+    for those values by :func:`_backward` (never looser than CROWN with the same intervals at the
+    starting point, up to the optimiser keeping its best iterate, which includes the start).
+    ``slopes`` False keeps CROWN's slopes and optimises the multipliers alone. ``init``: where to
+    start (warm start; branch and bound passes a parent's values to its children): per layer a pair
+    of slopes (lower, upper; each (N, groups, n) or None) and per layer multipliers (N, K, n) or
+    None; CROWN's slopes and zero multipliers where None.
+    """
+    no_split = split_masks is None or not any(m is not None and m.any() for m in split_masks[:k])
     if k == 0 or steps == 0:
-        return backward_bounds(network, k, relax, xl, xu, C)
+        return backward_bounds(network, k, relax, xl, xu, C), Multipliers(list(relax[:k]), [None] * k)
     N = xl.shape[0]
     K = _spec_rows(network, k, C)
     widths = [r.L.shape[1] for r in relax[:k]]
@@ -441,45 +495,57 @@ def _alpha_spec(network: Network, k: int, relax: list[_Relaxation], xl: Array, x
             hi = np.asarray(hi, dtype=np.float64).reshape(r.L.shape)
             per_side.append((lo, np.maximum(lo, hi)))
         ranges.append(per_side)
-        free.append(tuple(bool(np.any(hi > lo)) for lo, hi in per_side))
-    if not any(any(f) for f in free):
-        return backward_bounds(network, k, relax, xl, xu, C)
+        free.append(tuple(slopes and bool(np.any(hi > lo)) for lo, hi in per_side))
+    if not any(any(f) for f in free) and no_split:
+        return backward_bounds(network, k, relax, xl, xu, C), Multipliers(list(relax[:k]), [None] * k)
+    masks = [None] * k if no_split else [None if m is None or not m.any() else m for m in split_masks[:k]]
 
-    # Best slopes per layer and side, (N, groups, n), starting from CROWN's.
+    # Best slopes per layer and side, (N, groups, n), starting from CROWN's; multipliers (N, K, n).
     best = [[np.array(np.broadcast_to(getattr(r, s), (N, groups, r.L.shape[1]))) if free[j][i] else None
              for i, s in enumerate(("ls", "us"))] for j, r in enumerate(relax[:k])]
+    best_d = [None if m is None else np.zeros((N, K, m.shape[1])) for m in masks]
     per_input = groups * sum(w * g for w, g in zip(widths, grid_pts)) + K * max(widths)
     step = max(1, _OPT_CHUNK_ELEMENTS // per_input)
     for s in range(0, N, step):
         rows = slice(s, s + step)
-        got = _optimise_chunk(network, k, [r.rows(rows) for r in relax[:k]],
-                              [[(lo[rows], hi[rows]) for lo, hi in rg] for rg in ranges], free,
-                              xl[rows], xu[rows], None if C is None else C[rows], groups, steps)
+        start = None if init is None else (
+            [[None if a is None else a[rows] for a in pair] for pair in init[0][:k]],
+            [None if d is None else d[rows] for d in init[1][:k]])
+        got, got_d = _optimise_chunk(network, k, [r.rows(rows) for r in relax[:k]],
+                                     [[(lo[rows], hi[rows]) for lo, hi in rg] for rg in ranges], free,
+                                     xl[rows], xu[rows], None if C is None else C[rows], groups, steps,
+                                     [None if m is None else m[rows] for m in masks], start)
         for j in range(k):
             for i in range(2):
                 if got[j][i] is not None:
                     best[j][i][rows] = got[j][i]
+            if got_d[j] is not None:
+                best_d[j][rows] = got_d[j]
     tuned = [_with_slopes(r, best[j][0], best[j][1]) for j, r in enumerate(relax[:k])]
-    return backward_bounds(network, k, tuned, xl, xu, C)
+    return backward_bounds(network, k, tuned, xl, xu, C, best_d), Multipliers(tuned, best_d)
 
 
 def _optimise_chunk(network: Network, k: int, relax: list[_Relaxation], ranges, free, xl: Array, xu: Array,
-                    C: Array | None, groups: int, steps: int) -> list[list[Array | None]]:
+                    C: Array | None, groups: int, steps: int, masks: list, init=None) -> tuple[list, list]:
     """:func:`_optimise` with torch limited to ``_OPT_THREADS`` threads (restored afterwards)."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(_OPT_THREADS)
     try:
-        return _optimise(torch, network, k, relax, ranges, free, xl, xu, C, groups, steps)
+        return _optimise(torch, network, k, relax, ranges, free, xl, xu, C, groups, steps, masks, init)
     finally:
         torch.set_num_threads(threads)
 
 
 def _optimise(torch, network: Network, k: int, relax: list[_Relaxation], ranges, free, xl: Array, xu: Array,
-              C: Array | None, groups: int, steps: int) -> list[list[Array | None]]:
-    """Projected Adam ascent on the slopes of one chunk of inputs; returns the best slopes
-    (n_c, groups, n_j) per layer and free side (None for a fixed side).
+              C: Array | None, groups: int, steps: int, masks: list, init=None) -> tuple[list, list]:
+    """Projected Adam ascent on the slopes (and split multipliers) of one chunk of inputs; returns
+    the best slopes (n_c, groups, n_j) per layer and free side (None for a fixed side) and the
+    best multipliers (n_c, K, n_j) per layer (None where ``masks[j]`` is None).
+
+    Multipliers d (free sign, zero outside the split neurons of ``masks[j]``) enter as in
+    :func:`_backward`: ``lam += d``, ``const -= d+ U + d- L``.
 
     Only (input, neuron) pairs whose slope range has positive width get parameters (for relu, the
     unstable neurons); the others keep their lines. A slope s is held as its position t in [0, 1]
@@ -526,8 +592,13 @@ def _optimise(torch, network: Network, k: int, relax: list[_Relaxation], ranges,
             pts = [Lf + (Uf - Lf) * t01] + [np.clip(np.full(Lf.shape, q), Lf, Uf) for q in r.act.spec.inflections]
             xg = np.concatenate(pts, axis=1)
             shape = (xg.shape[0], groups, xg.shape[1])
-            t0 = np.clip((s0[:, 0, :][mask] - lo) / width, 0.0, 1.0)
-            t0 = np.broadcast_to(t0[:, None], shape[:2])
+            s_init = None if init is None else init[0][j][i]
+            if s_init is None:
+                t0 = np.clip((s0[:, 0, :][mask] - lo) / width, 0.0, 1.0)
+                t0 = np.broadcast_to(t0[:, None], shape[:2])
+            else:
+                S = np.broadcast_to(s_init, (n_c, groups, s_init.shape[2])).transpose(0, 2, 1)[mask]  # (P, groups)
+                t0 = np.clip((S - lo[:, None]) / width[:, None], 0.0, 1.0)
             side_params.append(dict(mask=torch.from_numpy(mask), rows=torch.from_numpy(np.nonzero(mask)[0]),
                                     t=T(t0).requires_grad_(True), lo=T(lo)[:, None],
                                     width=T(width)[:, None], xg=T(xg)[:, None].expand(shape),
@@ -554,6 +625,15 @@ def _optimise(torch, network: Network, k: int, relax: list[_Relaxation], ranges,
         Cc[p["mask"]] = c_free
         return S.transpose(1, 2), Cc.transpose(1, 2)
 
+    K = A0.shape[1]
+    d_init = [None] * k if init is None else init[1]
+    dvar = [None if m is None else (torch.zeros((n_c, K, m.shape[1]), dtype=dtype) if d_init[j] is None
+                                    else T(np.broadcast_to(d_init[j], (n_c, K, m.shape[1])) * m[:, None, :])
+                                    ).requires_grad_(True) for j, m in enumerate(masks)]
+    dmask = [None if m is None else torch.from_numpy(m)[:, None, :].to(dtype) for m in masks]
+    dL = [None if m is None else T(relax[j].L)[:, None, :] for j, m in enumerate(masks)]
+    dU = [None if m is None else T(relax[j].U)[:, None, :] for j, m in enumerate(masks)]
+
     def objective(sl):
         A, const = A0, c0
         for j in range(k - 1, -1, -1):
@@ -562,16 +642,23 @@ def _optimise(torch, network: Network, k: int, relax: list[_Relaxation], ranges,
             pos = A >= 0
             const = const + (A * torch.where(pos, li, ui)).sum(-1)
             lam = A * torch.where(pos, ls, us)
+            if dvar[j] is not None:
+                d = dvar[j] * dmask[j]
+                lam = lam + d
+                const = const - (d.clamp(min=0.0) * dU[j]).sum(-1) - (d.clamp(max=0.0) * dL[j]).sum(-1)
             const = const + lam @ bs[j]
             A = lam @ Ws[j]
         return (A * xmid).sum(-1) - (A.abs() * xrad).sum(-1) + const
 
-    leaves = [p["t"] for sp in params for p in sp if p is not None]
+    slope_leaves = [p["t"] for sp in params for p in sp if p is not None]
+    d_leaves = [d for d in dvar if d is not None]
+    leaves = slope_leaves + d_leaves
     m1 = [torch.zeros_like(p) for p in leaves]
     m2 = [torch.zeros_like(p) for p in leaves]
     beta1, beta2, tiny = 0.9, 0.999, 1e-8
     best_score = torch.full((n_c, groups), -torch.inf, dtype=dtype)
     best = [[None if s is None else s.detach() for s in sp] for sp in free_slopes()]
+    best_d = [None if d is None else d.detach().clone() for d in dvar]
     for it in range(steps + 1):
         sl = free_slopes()
         val = objective(sl)
@@ -584,16 +671,22 @@ def _optimise(torch, network: Network, k: int, relax: list[_Relaxation], ranges,
                     if s is not None:
                         better_here = better[params[j][i]["rows"]]  # for the input of each free pair
                         best[j][i] = torch.where(better_here, s.detach(), best[j][i])
+                if dvar[j] is not None:
+                    best_d[j] = torch.where(better[:, :, None], dvar[j] * dmask[j], best_d[j])
         if it == steps:
             break
         grads = torch.autograd.grad(val.sum(), leaves)
         lr = _ALPHA_LR * _ALPHA_LR_DECAY ** it
+        lr_d = _BETA_LR * _ALPHA_LR_DECAY ** it
         with torch.no_grad():
-            for p, g, a, v in zip(leaves, grads, m1, m2):
+            for q, (p, g, a, v) in enumerate(zip(leaves, grads, m1, m2)):
                 a.mul_(beta1).add_(g, alpha=1 - beta1)
                 v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
                 step = (a / (1 - beta1 ** (it + 1))) / ((v / (1 - beta2 ** (it + 1))).sqrt() + tiny)
-                p.add_(step, alpha=lr).clamp_(0.0, 1.0)
+                if q < len(slope_leaves):
+                    p.add_(step, alpha=lr).clamp_(0.0, 1.0)
+                else:
+                    p.add_(step, alpha=lr_d)
 
     out = []
     for j, r in enumerate(relax):
@@ -607,4 +700,4 @@ def _optimise(torch, network: Network, k: int, relax: list[_Relaxation], ranges,
                 full[params[j][i]["mask"].numpy()] = best[j][i].numpy()
             sides.append(full.transpose(0, 2, 1))
         out.append(sides)
-    return out
+    return out, [None if d is None else d.numpy().astype(np.float64) for d in best_d]

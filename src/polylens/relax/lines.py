@@ -471,6 +471,23 @@ def _pair_slope(act: Activation, L: Array, U: Array, sigma: float) -> Array:
     least area between it and F, and that line supports the convex hull there. Where the chord
     supports, this is the chord; for relu it is 1 if U >= -L else 0.
     """
+    F = Oriented.of(act, sigma)
+    if F.piece_slopes is not None and F.breaks:
+        # An interval inside one linear piece (the stable neurons of a relu layer, most of them at
+        # a branch-and-bound node) has that piece as its hull: its slope, without the search.
+        br = np.asarray(F.breaks)
+        i_lo = np.searchsorted(br, L, side="right")
+        one = i_lo == np.searchsorted(br, U, side="left")
+        if one.any():
+            out = np.asarray(F.piece_slopes)[i_lo].astype(np.float64)
+            rest = ~one
+            if rest.any():
+                out[rest] = _pair_slope_search(act, L[rest], U[rest], sigma)
+            return out
+    return _pair_slope_search(act, L, U, sigma)
+
+
+def _pair_slope_search(act: Activation, L: Array, U: Array, sigma: float) -> Array:
     s_lo, s_hi = _hull_range(act, L, U, sigma)
     return _hull_slope_at(act, L, U, 0.5 * L + 0.5 * U, sigma, s_lo, s_hi)
 

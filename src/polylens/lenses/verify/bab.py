@@ -56,8 +56,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from polylens.bounds import crown_ibp_bounds
+from polylens.bounds.common import Bounds
 from polylens.bounds.common import interval_affine
-from polylens.bounds.crown import backward_bounds, relax_layer
+from polylens.bounds.crown import _with_slopes, alpha_crown, backward_bounds, optimised_bounds, relax_layer
 from polylens.errors import InfeasibleError, ParameterError, SolverError
 from polylens.lenses.verify.budget import LP_ITERATION_LIMIT, Budget, UnknownReason
 from polylens.lp.highs import LPSolver, Sense
@@ -181,19 +182,30 @@ class BabOptions:
     attack_every: int = 4
     root_lp: bool = True
     root_attack: bool = True
+    beta: str = "auto"
+    beta_steps: int = 20
+    alpha: bool = True
+    root_alpha_steps: int = 0
+    fsb: int = 3
 
     def __post_init__(self):
-        for name in ("lp", "rebound"):
+        for name in ("lp", "rebound", "beta"):
             if getattr(self, name) not in ("auto", "always", "never"):
                 raise ParameterError(f"The '{name}' parameter of BabOptions must be one of auto, always, never. "
                                      f"Got {getattr(self, name)!r} instead.")
         check_int(self.batch, "batch", "BabOptions", 1, 10_000)
         check_int(self.max_nodes, "max_nodes", "BabOptions", 1, 10_000_000)
         check_int(self.attack_every, "attack_every", "BabOptions", 0, 10_000)
+        check_int(self.beta_steps, "beta_steps", "BabOptions", 1, 10_000)
+        check_int(self.root_alpha_steps, "root_alpha_steps", "BabOptions", 0, 10_000)
+        check_int(self.fsb, "fsb", "BabOptions", 0, 100)
         object.__setattr__(self, "envelope", check_envelope(self.envelope, "BabOptions"))
 
     def uses_lp(self, network: Network) -> bool:
         return self.lp == "always" or (self.lp == "auto" and sum(network.hidden_widths) <= self.lp_max_neurons)
+
+    def uses_beta(self, network: Network) -> bool:
+        return self.beta == "always" or (self.beta == "auto" and not self.uses_lp(network))
 
     def rebounds(self, network: Network) -> bool:
         return self.rebound == "always" or (self.rebound == "auto"
@@ -213,10 +225,59 @@ class Split:
 
 
 @dataclass(frozen=True, eq=False)
+class Tuned:
+    """The optimised multipliers with which a node bounded some spec ``rows`` (alpha-beta-CROWN):
+    ``slopes``: (hidden layer 0-based, side 0 lower / 1 upper, neuron indices (m,), values (R', m))
+    where the slope differs from CROWN's (R' = 1: shared by every row, else one per row);
+    ``d``: (layer, neuron, one value per row) split multipliers (see
+    :func:`polylens.bounds.crown.backward_bounds`). Any values give a sound bound, so
+    :func:`recheck` only re-derives the bound they give."""
+
+    rows: tuple[int, ...]
+    slopes: tuple = ()
+    d: tuple = ()
+
+    def to_dict(self) -> dict:
+        return {"rows": list(self.rows),
+                "slopes": [[l, side, np.asarray(idx).tolist(), np.asarray(v).tolist()] for l, side, idx, v in self.slopes],
+                "d": [[l, j, list(v)] for l, j, v in self.d]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Tuned":
+        return cls(tuple(int(r) for r in d["rows"]),
+                   tuple((int(l), int(side), np.asarray(idx, dtype=np.intp), np.asarray(v, dtype=np.float64))
+                         for l, side, idx, v in d.get("slopes", ())),
+                   tuple((int(l), int(j), tuple(float(x) for x in v)) for l, j, v in d.get("d", ())))
+
+    def bound(self, network: Network, relax: list, xl: Array, xu: Array, spec: "Spec") -> Array:
+        """(R,) rigorous lower bounds of the rows over one region ``xl``, ``xu`` (1, d), given the
+        region's own CROWN relaxations ``relax`` (one box each)."""
+        R = len(self.rows)
+        tuned = list(relax)
+        for l, side, idx, v in self.slopes:
+            if not (0 <= l < len(relax)) or side not in (0, 1):
+                raise ParameterError("A tuned bound names a layer the network does not have.")
+            r = tuned[l]
+            name = "ls" if side == 0 else "us"
+            arr = np.array(np.broadcast_to(getattr(relax[l], name), (1, v.shape[0], r.L.shape[1])))
+            arr[0][:, idx] = v
+            tuned[l] = _with_slopes(tuned[l], arr if side == 0 else None, arr if side == 1 else None)
+        extra = [None] * len(relax)
+        for l, j, v in self.d:
+            if extra[l] is None:
+                extra[l] = np.zeros((1, R, relax[l].L.shape[1]))
+            extra[l][0, :, j] = v
+        C = np.ascontiguousarray(spec.H[list(self.rows)][None])
+        return _round_add(backward_bounds(network, network.n_hidden_layers, tuned, xl, xu, C, extra)[0],
+                          spec.h0[list(self.rows)])
+
+
+@dataclass(frozen=True, eq=False)
 class ProofNode:
     """One node of the tree: the disjuncts ``proved`` here, by ``method`` (``crown``, ``lp``, or
     ``empty``: the region has no point, or ``lp+crown``: the better of the LP's and CROWN's bound per
-    row, the LP solved for the disjuncts ``lp_groups`` in that order), with their claimed
+    row, the LP solved for the disjuncts ``lp_groups`` in that order; ``beta``, ``lp+beta``: also the
+    bound of the optimised multipliers ``tuned``), with their claimed
     ``bounds``; and, for an inner node, its ``split`` and its two children ``low`` (a <= t) and
     ``high`` (a >= t)."""
 
@@ -227,10 +288,13 @@ class ProofNode:
     low: "ProofNode | None" = None
     high: "ProofNode | None" = None
     lp_groups: tuple[int, ...] = ()
+    tuned: Tuned | None = None
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {"proved": list(self.proved), "method": self.method, "bounds": list(self.bounds),
                              "lp_groups": list(self.lp_groups)}
+        if self.tuned is not None:
+            d["tuned"] = self.tuned.to_dict()
         if self.split is not None:
             d["split"] = self.split.to_dict()
             d["low"] = self.low.to_dict() if self.low is not None else None
@@ -244,7 +308,8 @@ class ProofNode:
                    None if s is None else Split(int(s["layer"]), int(s["neuron"]), float(s["point"])),
                    None if d.get("low") is None else cls.from_dict(d["low"]),
                    None if d.get("high") is None else cls.from_dict(d["high"]),
-                   tuple(int(g) for g in d.get("lp_groups", ())))
+                   tuple(int(g) for g in d.get("lp_groups", ())),
+                   None if d.get("tuned") is None else Tuned.from_dict(d["tuned"]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -256,6 +321,7 @@ class ProofTree:
     root: ProofNode
     rebound: bool
     envelope: Envelope = Hull()
+    root_alpha_steps: int = 0
 
     @property
     def n_nodes(self) -> int:
@@ -294,13 +360,15 @@ class ProofTree:
 
     def to_dict(self) -> dict:
         return {"spec": self.spec.to_dict(), "rebound": self.rebound, "envelope": self.envelope.to_dict(),
+                "root_alpha_steps": self.root_alpha_steps,
                 "root": self.root.to_dict(), "nodes": self.n_nodes, "leaves": self.n_leaves, "depth": self.depth}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ProofTree":
         env = d.get("envelope") or {}
         envelope = Envelope.from_mode(env.get("mode", "hull"), int(env.get("cuts", 8) or 8), "ProofTree")
-        return cls(Spec.from_dict(d["spec"]), ProofNode.from_dict(d["root"]), bool(d["rebound"]), envelope)
+        return cls(Spec.from_dict(d["spec"]), ProofNode.from_dict(d["root"]), bool(d["rebound"]), envelope,
+                   int(d.get("root_alpha_steps", 0)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -360,6 +428,25 @@ def _rebound(network: Network, xl: Array, xu: Array, b: _Batch, start: int, rebo
     return relax, empty, _Batch(L_out, U_out)
 
 
+def root_bounds(network: Network, xl: Array, xu: Array, alpha_steps: int = 0):
+    """The root's intermediate bounds for boxes (P, d): CROWN's intersected with interval
+    propagation's, and with alpha-CROWN's (``alpha_steps`` Adam steps per layer, box by box, so that
+    :func:`recheck` re-derives the same bounds for one box) when ``alpha_steps`` > 0."""
+    b = crown_ibp_bounds(network, xl, xu)
+    if alpha_steps <= 0:
+        return b
+    boxes, first, inverse = np.unique(np.concatenate([xl, xu], axis=1), axis=0, return_index=True,
+                                      return_inverse=True)
+    parts = [alpha_crown(network, xl[p:p + 1], xu[p:p + 1], steps=alpha_steps) for p in first]
+    inverse = inverse.ravel()
+
+    def take(arrays):
+        return np.concatenate(arrays)[inverse]
+    return b.intersect(Bounds(tuple(take([q.lower[l] for q in parts]) for l in range(len(b.lower))),
+                              tuple(take([q.upper[l] for q in parts]) for l in range(len(b.upper))),
+                              take([q.logit_lower for q in parts]), take([q.logit_upper for q in parts]), b.method))
+
+
 def _round_add(v: Array, c: Array) -> Array:
     """A lower bound of the exact ``v + c`` (one rounding, stepped down once)."""
     return np.nextafter(v + c, -np.inf)
@@ -416,6 +503,71 @@ def _score(network: Network, relax, xl: Array, xu: Array, rows: Array, can: list
         A = lam @ network.layers[j].W
     corner = np.where(A > 0, xl, xu)
     return scores, corner
+
+
+def _fsb_choice(network: Network, mult, relax, idx: Array, row_idx: Array, rows: Array, xl: Array, xu: Array,
+                scores: list[Array], k: int) -> list[tuple[int, int]]:
+    """Filtered smart branching for piecewise-linear networks: of each region's ``k`` best neurons
+    by the BaBSR score, the one whose worse child has the best bound, estimated by one approximate
+    backward pass per child with the region's optimised slopes and multipliers (the split neuron's
+    lines replaced by its piece on each side). Regions ``idx`` of the batch; returns (layer, neuron)
+    per region. It only chooses: nothing here is a bound that proves anything."""
+    from polylens.relax.lines import pair_lines
+
+    H = network.n_hidden_layers
+    m = len(idx)
+    offsets = np.cumsum([0] + [s_.shape[1] for s_ in scores])
+    flat = np.concatenate(scores, axis=1)  # (m, total)
+    kk = min(k, flat.shape[1])
+    top = np.argsort(-flat, axis=1)[:, :kk]  # (m, kk)
+    valid = np.take_along_axis(np.isfinite(flat), top, axis=1)
+    layer_of = np.searchsorted(offsets, top, side="right") - 1
+    neuron_of = top - offsets[layer_of]
+    # Rows: region r, candidate c, side s -> M = m * kk * 2.
+    reg = np.repeat(np.arange(m), kk * 2)
+    cand_l = np.repeat(layer_of.ravel(), 2)
+    cand_j = np.repeat(neuron_of.ravel(), 2)
+    side = np.tile([0, 1], m * kk)
+    ok = np.repeat(valid.ravel(), 2)
+    lines, dd, LL, UU = [], [], [], []
+    for l in range(H):
+        t = mult.relax[l]
+        ii = idx[reg]
+        ls, li, us, ui = (a[ii, row_idx[reg] if a.shape[1] > 1 else 0].copy() for a in (t.ls, t.li, t.us, t.ui))
+        L, U = t.L[ii], t.U[ii]
+        here = np.flatnonzero((cand_l == l) & ok)
+        if here.size:
+            jj = cand_j[here]
+            Lc, Uc = L[here, jj], U[here, jj]
+            lo_side = side[here] == 0
+            ln = pair_lines(network.activations[l], np.where(lo_side, Lc, np.maximum(Lc, 0.0)),
+                            np.where(lo_side, np.minimum(Uc, 0.0), Uc))
+            ls[here, jj], li[here, jj] = ln.lower_slope, ln.lower_intercept
+            us[here, jj], ui[here, jj] = ln.upper_slope, ln.upper_intercept
+        lines.append((ls, li, us, ui))
+        dd.append(None if mult.d[l] is None else mult.d[l][ii, row_idx[reg]])
+        LL.append(L)
+        UU.append(U)
+    C = rows[reg]
+    A = C @ network.layers[H].W
+    const = C @ network.layers[H].b
+    for l in range(H - 1, -1, -1):
+        ls, li, us, ui = lines[l]
+        pos = A >= 0
+        const = const + np.where(pos, A * li, A * ui).sum(1)
+        lam = np.where(pos, A * ls, A * us)
+        if dd[l] is not None:
+            d = dd[l]
+            lam = lam + d
+            const = const - (np.maximum(d, 0) * UU[l] + np.minimum(d, 0) * LL[l]).sum(1)
+        const = const + lam @ network.layers[l].b
+        A = lam @ network.layers[l].W
+    xm, xr = 0.5 * (xl[reg] + xu[reg]), 0.5 * (xu[reg] - xl[reg])
+    val = (A * xm).sum(1) - (np.abs(A) * xr).sum(1) + const
+    worse = val.reshape(m, kk, 2).min(axis=2)
+    worse = np.where(valid, worse, -np.inf)
+    best = np.argmax(worse, axis=1)
+    return [(int(layer_of[r, best[r]]), int(neuron_of[r, best[r]])) for r in range(m)]
 
 
 def _split_point(act, L: float, U: float) -> float:
@@ -481,6 +633,8 @@ class _Node:
     lb: float
     split: Split | None = None
     depth: int = 0
+    path: tuple[tuple[int, int], ...] = ()  # (0-based layer, neuron) of every split above
+    warm: tuple | None = None  # the parent's optimised (slopes per layer, multipliers per layer)
 
 
 @dataclass(eq=False)
@@ -491,14 +645,54 @@ class _Rec:
     lp_groups: tuple[int, ...] = ()
     split: Split | None = None
     kids: tuple[int, int] | None = None
+    tuned: Tuned | None = None
 
 
 def _assemble(recs: dict[int, _Rec], i: int) -> ProofNode:
     r = recs[i]
     if r.kids is None:
-        return ProofNode(r.proved, r.method, r.bounds, lp_groups=r.lp_groups)
+        return ProofNode(r.proved, r.method, r.bounds, lp_groups=r.lp_groups, tuned=r.tuned)
     return ProofNode(r.proved, r.method, r.bounds, r.split, _assemble(recs, r.kids[0]), _assemble(recs, r.kids[1]),
-                     r.lp_groups)
+                     r.lp_groups, r.tuned)
+
+
+def _row(a: Array, i: int) -> Array:
+    """Row i of a (N, G, n) array, kept (1, G, n) in float32 (warm starts are starting points only)."""
+    return a[i:i + 1].astype(np.float32)
+
+
+def _stack_warm(parts: list, base: Array | None, shape: tuple | None = None) -> Array | None:
+    """Stack per-node warm-start arrays (1, G, n) into (N, G, n); a node without one takes its row of
+    ``base`` (N, G, n), or zeros of ``shape`` (G, n) when ``base`` is None; None when no node has one."""
+    if all(p is None for p in parts):
+        return None
+    G = next(p for p in parts if p is not None).shape[1]
+    out = []
+    for i, p in enumerate(parts):
+        if p is not None:
+            out.append(p.astype(np.float64))
+        elif base is not None:
+            out.append(np.broadcast_to(base[i:i + 1], (1, G, base.shape[2])))
+        else:
+            out.append(np.zeros((1,) + shape if shape[0] == G else (1, G, shape[1])))
+    return np.concatenate(out)
+
+
+def _tuned_record(mult, base: list, i: int, rows: Array, path) -> Tuned:
+    """The multipliers of region ``i`` of an optimised bound for spec ``rows`` (see :class:`Tuned`)."""
+    slopes = []
+    for l, (t, b) in enumerate(zip(mult.relax, base)):
+        for side, name in ((0, "ls"), (1, "us")):
+            v = getattr(t, name)[i]  # (groups, n)
+            v = v if v.shape[0] == 1 else v[rows]
+            diff = np.flatnonzero(np.any(v != getattr(b, name)[i], axis=0))
+            if diff.size:
+                slopes.append((l, side, diff, v[:, diff].copy()))
+    d = []
+    for l, j in dict.fromkeys(path):
+        if mult.d[l] is not None:
+            d.append((l, j, tuple(float(x) for x in mult.d[l][i, rows, j])))
+    return Tuned(tuple(int(r) for r in rows), tuple(slopes), tuple(d))
 
 
 def branch_and_bound(network: Network, xl: Array, xu: Array, spec: Spec, *, options: BabOptions = BabOptions(),
@@ -516,12 +710,15 @@ def branch_and_bound(network: Network, xl: Array, xu: Array, spec: Spec, *, opti
 
 def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequence[Spec], *,
                           options: BabOptions = BabOptions(), budget: Budget | None = None,
-                          attack: Callable[[int, Array], Array | None] | None = None) -> list[BabResult]:
+                          attack: Callable[[int, Array], Array | None] | None = None,
+                          stop_when_falsified: bool = False) -> list[BabResult]:
     """:func:`branch_and_bound` for P problems at once: boxes ``xl``, ``xu`` (P, d) and one spec each
     (all with the same rows-to-disjuncts layout). Their nodes share every vectorised bounding pass,
     which is what makes many small searches cheap (the relaxations' cost is mostly per call). Each
     problem gets at most ``options.max_nodes`` nodes; ``budget`` is shared (every problem ends by
-    its deadline). ``attack(p, starts)``: the caller's attack for problem p. One result per problem."""
+    its deadline). ``attack(p, starts)``: the caller's attack for problem p. One result per problem.
+    ``stop_when_falsified``: the problems are the disjuncts of one property, so the first
+    counterexample decides it: the others end ``unknown`` (reason ``stopped``)."""
     import time
 
     t0 = time.monotonic()
@@ -546,6 +743,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
     h0s = np.stack([sp.h0 for sp in specs])
     rebound = options.rebounds(network)
     use_lp = options.uses_lp(network)
+    use_beta = options.uses_beta(network)
     pl = all(a.spec.family is Family.PIECEWISE_LINEAR for a in network.activations)
     nodes_of = np.zeros(P, dtype=int)
     lp_of = np.zeros(P, dtype=int)
@@ -557,6 +755,11 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
         if results[p] is None:
             results[p] = BabResult(status, nodes=int(nodes_of[p]), lp_solves=int(lp_of[p]),
                                    seconds=time.monotonic() - t0, **kw)
+            if status == "falsified" and stop_when_falsified:
+                for q in range(P):
+                    if results[q] is None:
+                        results[q] = BabResult("unknown", reason=UnknownReason.STOPPED, nodes=int(nodes_of[q]),
+                                               lp_solves=int(lp_of[q]), seconds=time.monotonic() - t0)
 
     def unsafe(p: int, points: Array):
         points = np.atleast_2d(points)
@@ -570,7 +773,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
             return points[i].copy(), int(np.flatnonzero(hold[i])[0])
         return None
 
-    root_b = crown_ibp_bounds(network, xl, xu)
+    root_b = root_bounds(network, xl, xu, options.root_alpha_steps)
     recs: dict[int, _Rec] = {}
     heaps: list[list] = [[] for _ in range(P)]
     counter = [0]
@@ -589,11 +792,28 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
         XL, XU = xl[ps], xu[ps]
         relax, empty, b = _rebound(network, XL, XU, b, start, rebound)
         lb = _crown_rows_many(network, relax, XL, XU, Hs[ps], h0s[ps])
+        if use_beta:
+            masks = [np.zeros((n, w), bool) for w in network.hidden_widths]
+            for i, nd in enumerate(nodes):
+                for l, j in nd.path:
+                    masks[l][i, j] = True
+            init = None
+            if any(nd.warm is not None for nd in nodes):
+                H_ = network.n_hidden_layers
+                init = ([[_stack_warm([nd.warm[0][l][side] if nd.warm is not None else None for nd in nodes],
+                                      getattr(relax[l], name)) for side, name in ((0, "ls"), (1, "us"))]
+                         for l in range(H_)],
+                        [_stack_warm([nd.warm[1][l] if nd.warm is not None else None for nd in nodes], None,
+                                     (1, network.hidden_widths[l])) for l in range(H_)])
+            lbb, mult = optimised_bounds(network, network.n_hidden_layers, relax, XL, XU, np.ascontiguousarray(Hs[ps]),
+                                         options.beta_steps, masks, slopes=options.alpha, init=init)
+            lb = np.maximum(lb, _round_add(lbb, h0s[ps]))
         proved = layout.proved(lb)
         glb = layout.group_lb(lb)
         can = _splittable(network, b)
         still = []
         open_rows = np.zeros((n, network.n_classes))
+        open_idx = np.zeros(n, dtype=int)
         for i, nd in enumerate(nodes):
             nd.L = [b.L[l][i] for l in range(len(b.L))]
             nd.U = [b.U[l][i] for l in range(len(b.U))]
@@ -606,13 +826,20 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
             newly = tuple(g for g in nd.open_g if proved[i, g])
             if newly:
                 rec.method, rec.proved, rec.bounds = "crown", newly, tuple(float(glb[i, g]) for g in newly)
+                if use_beta:
+                    rec.method = "beta"
+                    rec.tuned = _tuned_record(mult, relax, i, np.flatnonzero(np.isin(layout.group, newly)), nd.path)
             nd.open_g = tuple(g for g in nd.open_g if not proved[i, g])
             if not nd.open_g:
                 continue
             worst = min(nd.open_g, key=lambda g: glb[i, g])
-            nd.lb = float(glb[i, worst])
+            nd.lb = max(nd.lb, float(glb[i, worst]))  # a parent's bound holds on its children too
+            if use_beta:
+                nd.warm = ([(_row(mult.relax[l].ls, i), _row(mult.relax[l].us, i)) for l in range(len(relax))],
+                           [None if d is None else d[i:i + 1] for d in mult.d])
             r = np.flatnonzero(layout.group == worst)
-            open_rows[i] = Hs[ps[i], r[np.argmax(lb[i, r])]]
+            open_idx[i] = r[np.argmax(lb[i, r])]
+            open_rows[i] = Hs[ps[i], open_idx[i]]
             still.append(i)
         if not still:
             return []
@@ -629,6 +856,10 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                     best_points[p] = (best_points[p] + [corners[pos]])[-8:]  # attack starts
         out = []
         no_splits = [all(not np.isfinite(s_[pos]).any() for s_ in scores) for pos in range(len(still))]
+        chosen = None
+        if use_beta and pl and options.fsb > 1:
+            chosen = _fsb_choice(network, mult, relax, idx, open_idx[idx], open_rows[idx], XL[idx], XU[idx], scores,
+                                 options.fsb)
         wants_lp = [(use_lp and lp_here) or (no_splits[pos] and pl) for pos in range(len(still))]
         lp_pos = [pos for pos in range(len(still)) if wants_lp[pos] and results[ps[still[pos]]] is None]
         polys = {}
@@ -665,7 +896,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                 gl = layout.group_lb(rows[None])[0]
                 newly = tuple(g for g in nd.open_g if pr[g])
                 if newly:
-                    rec.method, rec.lp_groups = "lp+crown", nd.open_g
+                    rec.method, rec.lp_groups = ("lp+beta" if rec.tuned is not None else "lp+crown"), nd.open_g
                     rec.proved = rec.proved + newly
                     rec.bounds = tuple(float(gl[g]) for g in rec.proved)
                     nd.open_g = tuple(g for g in nd.open_g if not pr[g])
@@ -676,33 +907,39 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                 tie[p] = True
                 tied_lb[p] = min(tied_lb[p], nd.lb)
                 continue
-            flat = [(float(np.max(s_[pos])), l, int(np.argmax(s_[pos]))) for l, s_ in enumerate(scores)
-                    if np.isfinite(s_[pos]).any()]
-            _, l, j = max(flat)
+            if chosen is not None:
+                l, j = chosen[pos]
+            else:
+                flat = [(float(np.max(s_[pos])), l, int(np.argmax(s_[pos]))) for l, s_ in enumerate(scores)
+                        if np.isfinite(s_[pos]).any()]
+                _, l, j = max(flat)
             nd.split = Split(l + 1, j, _split_point(network.activations[l], float(nd.L[l][j]), float(nd.U[l][j])))
             out.append(nd)
         return out
 
-    def new_node(p, L, U, open_g, depth) -> _Node:
+    def new_node(p, L, U, open_g, depth, path=()) -> _Node:
         counter[0] += 1
         recs[counter[0]] = _Rec()
         prob_of[counter[0]] = p
-        return _Node(counter[0], L, U, open_g, -math.inf, None, depth)
+        return _Node(counter[0], L, U, open_g, -math.inf, None, depth, path)
 
     def try_attack(p, starts):
-        if attack is None or results[p] is not None:
+        if attack is None or results[p] is not None or budget.expired():
             return
         cand = attack(p, starts)
         if cand is not None:
-            h = unsafe(p, cand)
-            if h is not None:
-                finish(p, "falsified", counterexample=h[0], group=h[1])
+            # The disjuncts of one property share one attack: its point is tried on each.
+            for q in (range(P) if stop_when_falsified else (p,)):
+                h = unsafe(q, cand) if results[q] is None else None
+                if h is not None:
+                    finish(q, "falsified", counterexample=h[0], group=h[1])
+                    break
 
     roots = [new_node(p, [a[p].copy() for a in root_b.lower], [a[p].copy() for a in root_b.upper],
                       tuple(range(layout.n_groups)), 0) for p in range(P)]
     try:
         if options.root_attack:
-            for p in range(P):
+            for p in (range(1) if stop_when_falsified else range(P)):
                 try_attack(p, ((xl[p] + xu[p]) / 2)[None])
         live = [nd for nd in roots if results[prob_of[nd.id]] is None]
         if live:
@@ -727,8 +964,12 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
             kids, start = [], network.n_hidden_layers
             for nd in batch:
                 p = prob_of[nd.id]
-                lo = new_node(p, *_narrow(nd.L, nd.U, nd.split, 0), nd.open_g, nd.depth + 1)
-                hi = new_node(p, *_narrow(nd.L, nd.U, nd.split, 1), nd.open_g, nd.depth + 1)
+                path = nd.path + ((nd.split.layer - 1, nd.split.neuron),)
+                lo = new_node(p, *_narrow(nd.L, nd.U, nd.split, 0), nd.open_g, nd.depth + 1, path)
+                hi = new_node(p, *_narrow(nd.L, nd.U, nd.split, 1), nd.open_g, nd.depth + 1, path)
+                lo.lb = hi.lb = nd.lb
+                lo.warm = hi.warm = nd.warm
+                nd.warm = None
                 recs[nd.id].split, recs[nd.id].kids = nd.split, (lo.id, hi.id)
                 kids += [lo, hi]
                 start = min(start, nd.split.layer)  # 0-based index of the first layer after the split
@@ -736,9 +977,14 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                 heapq.heappush(heaps[prob_of[nd.id]], (nd.lb, nd.id, nd))
             steps += 1
             if attack is not None and options.attack_every and steps % options.attack_every == 0:
-                for p in active:
-                    if best_points[p]:
-                        try_attack(p, np.stack(best_points[p]))
+                if stop_when_falsified:
+                    pool = [x for p in active for x in best_points[p][-2:]][-8:]
+                    if pool:
+                        try_attack(active[0], np.stack(pool))
+                else:
+                    for p in active:
+                        if best_points[p]:
+                            try_attack(p, np.stack(best_points[p]))
     except _OutOfBudget:
         for p in range(P):
             finish(p, "unknown", reason=UnknownReason.BUDGET, lower=heaps[p][0][0] if heaps[p] else -math.inf)
@@ -746,7 +992,8 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
         if tie[p]:
             finish(p, "unknown", reason=UnknownReason.TIE, lower=float(tied_lb[p]))
         else:
-            finish(p, "verified", tree=ProofTree(specs[p], _assemble(recs, roots[p].id), rebound, options.envelope),
+            finish(p, "verified", tree=ProofTree(specs[p], _assemble(recs, roots[p].id), rebound, options.envelope,
+                                                 options.root_alpha_steps),
                    lower=math.inf)
     return results
 
@@ -790,7 +1037,7 @@ def recheck(tree: ProofTree, network: Network, xl: Array, xu: Array, spec: Spec 
         return Recheck(False, 0, "the tree proves another specification")
     xl = np.asarray(xl, dtype=np.float64).ravel()
     xu = np.asarray(xu, dtype=np.float64).ravel()
-    b = crown_ibp_bounds(network, xl[None], xu[None])
+    b = root_bounds(network, xl[None], xu[None], tree.root_alpha_steps)
     count = [0]
     all_g = set(range(spec.n_groups))
     XL, XU = xl[None], xu[None]
@@ -812,9 +1059,17 @@ def recheck(tree: ProofTree, network: Network, xl: Array, xu: Array, spec: Spec 
                 return f"node {count[0]} claims an empty region that is not"
             return None
         if node.proved:
-            if node.method not in ("crown", "lp+crown"):
+            if node.method not in ("crown", "lp+crown", "beta", "lp+beta"):
                 return f"node {count[0]} names an unknown method {node.method!r}"
             rows = np.maximum(rows, _crown_rows(network, relax, XL, XU, spec)[0])
+            if node.tuned is not None:
+                t = node.tuned
+                if not all(0 <= r < spec.H.shape[0] for r in t.rows):
+                    return f"node {count[0]} names spec rows the specification does not have"
+                try:
+                    rows[list(t.rows)] = np.maximum(rows[list(t.rows)], t.bound(network, relax, XL, XU, spec))
+                except (ParameterError, IndexError, ValueError):
+                    return f"node {count[0]} has multipliers that do not fit the network"
             pr = spec.proved(rows[None])[0]
             bad = [g for g in node.proved if not (0 <= g < spec.n_groups and pr[g])]
             if bad:

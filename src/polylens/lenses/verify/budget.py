@@ -33,11 +33,13 @@ LP_ITERATION_LIMIT = 200_000
 class UnknownReason(StrEnum):
     """Why a unit ends unknown (its text is the JSON value): out of time (``budget``), out of
     branch-and-bound nodes (``nodes``), or a margin within the numerical tolerance of zero that
-    neither a proof nor a counterexample can settle (``tie``)."""
+    neither a proof nor a counterexample can settle (``tie``), or not searched to the end because
+    another part of the same property was falsified, which decides it (``stopped``)."""
 
     BUDGET = "budget"
     NODES = "nodes"
     TIE = "tie"
+    STOPPED = "stopped"
 
 
 @dataclass
