@@ -102,7 +102,7 @@ def main() -> None:
                 wrong.append(key)
             if g["ground_truth"] == "unknown":
                 t["truth_unknown_solved"] += 1
-        if float(r["seconds"]) > 0:
+        if float(r["seconds"]) > 0 and r["nodes"]:
             nps.append(int(r["nodes"]) / float(r["seconds"]))
         if g["alpha_beta_crown_result"] in ("sat", "unsat"):
             t["abc_" + g["alpha_beta_crown_result"]] += 1
