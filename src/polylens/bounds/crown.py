@@ -133,9 +133,10 @@ def relax_layer(act: Activation, L: Array, U: Array, layer: int) -> _Relaxation:
                        r(ln.upper_intercept), zlo, zhi)
 
 
-def _with_slopes(base: _Relaxation, ls: Array | None, us: Array | None) -> _Relaxation:
+def with_slopes(base: _Relaxation, ls: Array | None, us: Array | None) -> _Relaxation:
     """``base`` with new slopes (N, G, n) on either side; where a slope differs from the base's, its
-    intercept comes from ``tightest_intercept``, elsewhere the base line is kept as it is."""
+    intercept comes from ``tightest_intercept``, elsewhere the base line is kept as it is. Sound for
+    any slopes (branch and bound's proof trees replay stored ones through it)."""
     out = base
     for slopes, side, s_name, i_name in ((ls, Side.LOWER, "ls", "li"), (us, Side.UPPER, "us", "ui")):
         if slopes is None:
@@ -521,7 +522,7 @@ def optimised_bounds(network: Network, k: int, relax: list[_Relaxation], xl: Arr
                     best[j][i][rows] = got[j][i]
             if got_d[j] is not None:
                 best_d[j][rows] = got_d[j]
-    tuned = [_with_slopes(r, best[j][0], best[j][1]) for j, r in enumerate(relax[:k])]
+    tuned = [with_slopes(r, best[j][0], best[j][1]) for j, r in enumerate(relax[:k])]
     return backward_bounds(network, k, tuned, xl, xu, C, best_d), Multipliers(tuned, best_d)
 
 

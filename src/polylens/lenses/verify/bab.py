@@ -56,9 +56,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from polylens.bounds import crown_ibp_bounds
-from polylens.bounds.common import Bounds
-from polylens.bounds.common import interval_affine
-from polylens.bounds.crown import _with_slopes, alpha_crown, backward_bounds, optimised_bounds, relax_layer
+from polylens.bounds.common import Bounds, interval_affine
+from polylens.bounds.crown import alpha_crown, backward_bounds, optimised_bounds, relax_layer, with_slopes
 from polylens.errors import InfeasibleError, ParameterError, SolverError
 from polylens.lenses.verify.budget import LP_ITERATION_LIMIT, Budget, UnknownReason
 from polylens.lp.highs import LPSolver, Sense
@@ -261,7 +260,7 @@ class Tuned:
             name = "ls" if side == 0 else "us"
             arr = np.array(np.broadcast_to(getattr(relax[l], name), (1, v.shape[0], r.L.shape[1])))
             arr[0][:, idx] = v
-            tuned[l] = _with_slopes(tuned[l], arr if side == 0 else None, arr if side == 1 else None)
+            tuned[l] = with_slopes(tuned[l], arr if side == 0 else None, arr if side == 1 else None)
         extra = [None] * len(relax)
         for l, j, v in self.d:
             if extra[l] is None:
@@ -435,7 +434,7 @@ def root_bounds(network: Network, xl: Array, xu: Array, alpha_steps: int = 0):
     b = crown_ibp_bounds(network, xl, xu)
     if alpha_steps <= 0:
         return b
-    boxes, first, inverse = np.unique(np.concatenate([xl, xu], axis=1), axis=0, return_index=True,
+    _, first, inverse = np.unique(np.concatenate([xl, xu], axis=1), axis=0, return_index=True,
                                       return_inverse=True)
     parts = [alpha_crown(network, xl[p:p + 1], xu[p:p + 1], steps=alpha_steps) for p in first]
     inverse = inverse.ravel()
@@ -661,21 +660,15 @@ def _row(a: Array, i: int) -> Array:
     return a[i:i + 1].astype(np.float32)
 
 
-def _stack_warm(parts: list, base: Array | None, shape: tuple | None = None) -> Array | None:
+def _stack_warm(parts: list, base: Array | None = None) -> Array | None:
     """Stack per-node warm-start arrays (1, G, n) into (N, G, n); a node without one takes its row of
-    ``base`` (N, G, n), or zeros of ``shape`` (G, n) when ``base`` is None; None when no node has one."""
-    if all(p is None for p in parts):
+    ``base`` (N, G', n), or zeros when ``base`` is None; None when no node has one."""
+    have = next((p for p in parts if p is not None), None)
+    if have is None:
         return None
-    G = next(p for p in parts if p is not None).shape[1]
-    out = []
-    for i, p in enumerate(parts):
-        if p is not None:
-            out.append(p.astype(np.float64))
-        elif base is not None:
-            out.append(np.broadcast_to(base[i:i + 1], (1, G, base.shape[2])))
-        else:
-            out.append(np.zeros((1,) + shape if shape[0] == G else (1, G, shape[1])))
-    return np.concatenate(out)
+    return np.concatenate([p.astype(np.float64) if p is not None
+                           else np.zeros(have.shape) if base is None
+                           else np.broadcast_to(base[i:i + 1], have.shape) for i, p in enumerate(parts)])
 
 
 def _tuned_record(mult, base: list, i: int, rows: Array, path) -> Tuned:
@@ -803,8 +796,8 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                 init = ([[_stack_warm([nd.warm[0][l][side] if nd.warm is not None else None for nd in nodes],
                                       getattr(relax[l], name)) for side, name in ((0, "ls"), (1, "us"))]
                          for l in range(H_)],
-                        [_stack_warm([nd.warm[1][l] if nd.warm is not None else None for nd in nodes], None,
-                                     (1, network.hidden_widths[l])) for l in range(H_)])
+                        [_stack_warm([nd.warm[1][l] if nd.warm is not None else None for nd in nodes])
+                         for l in range(H_)])
             lbb, mult = optimised_bounds(network, network.n_hidden_layers, relax, XL, XU, np.ascontiguousarray(Hs[ps]),
                                          options.beta_steps, masks, slopes=options.alpha, init=init)
             lb = np.maximum(lb, _round_add(lbb, h0s[ps]))
