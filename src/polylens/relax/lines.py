@@ -54,10 +54,11 @@ __all__ = ["RIGOROUS_ITERS", "Lines", "Oriented", "Side", "Support", "check_inte
 
 Array = np.ndarray
 
-#: Bisection steps for the rigorous minimum on a convex piece (the bracket halves each step; the
-#: bound stays rigorous whatever the bracket width, the steps only make it tight).
-#: 44 steps bring a bracket of width 100 below 1e-11, where the tangent bound's loss (slope gap
-#: times bracket width) is far below ENVELOPE_SLACK.
+#: Most steps of the search for the rigorous minimum on a convex piece (safeguarded Newton: each
+#: step is a Newton step inside the bracket or halves it; the bound stays rigorous whatever the
+#: bracket, the steps only make it tight). Even as pure bisection, 44 steps bring a bracket of width
+#: 100 below 1e-11, where the tangent bound's loss (slope gap times bracket width) is far below
+#: ENVELOPE_SLACK; Newton usually stops after a handful.
 RIGOROUS_ITERS = 44
 #: Bisection steps where only a good, not a rigorous, answer is needed (choosing slopes): touch
 #: points to 2**-14 of the interval, slopes to 2**-12 of their range. A slope error ds moves a
@@ -65,6 +66,11 @@ RIGOROUS_ITERS = 44
 #: the hull-versus-envelope gaps. The nested search costs the product of the two counts, and it
 #: dominated certification time at 30 x 24.
 _CHOICE_ITERS = 14
+#: A Newton step below this fraction of the piece's magnitude max(|a|, |b|) counts as converged.
+_NEWTON_TOL = 4e-16
+#: The Newton search also stops where the tangent at its point, |G'| times the piece's width,
+#: is within this of the true minimum: a thousandth of ENVELOPE_SLACK.
+_TANGENT_LOSS = 1e-12
 _SLOPE_ITERS = 12
 
 
@@ -195,6 +201,9 @@ class Oriented:
     def d1(self, x: Array) -> Array:
         return (self.sigma * self.rho) * self.act.derivative(self.rho * x)
 
+    def d2(self, x: Array) -> Array:
+        return self.sigma * self.act.second_derivative(self.rho * x)
+
     def d1_right(self, x: Array) -> Array:
         """Right derivative of F (differs from d1 only at the kinks of a piecewise-linear F)."""
         if self.piece_slopes is None:
@@ -267,12 +276,7 @@ def _min_gap(F: Oriented, L: Array, U: Array, s: Array, iters: int = RIGOROUS_IT
     cands = []
     for i, a, b, ok in _pieces(F, L, U):
         if F.curvature[i] > 0:
-            lo, hi = a.copy(), b.copy()
-            for _ in range(iters):
-                mid = 0.5 * lo + 0.5 * hi
-                left = F.d1(mid) < s
-                lo = np.where(left, mid, lo)
-                hi = np.where(left, hi, mid)
+            lo, hi = _convex_bracket(F, a, b, s, iters)
             f_lo, f_hi = F.f(lo), F.f(hi)
             d_lo, d_hi = F.d1(lo), F.d1(hi)
             g_lo, g_hi = f_lo - s * lo, f_hi - s * hi
@@ -298,6 +302,43 @@ def _min_gap(F: Oriented, L: Array, U: Array, s: Array, iters: int = RIGOROUS_IT
                 err = ENVELOPE_SLACK + ENVELOPE_REL_SLACK * np.maximum(np.abs(fx), abs_s * np.abs(x))
                 cands.append((g - err, g, x, ok))
     return _reduce(L, cands)
+
+
+def _convex_bracket(F: Oriented, a: Array, b: Array, s: Array, iters: int) -> tuple[Array, Array]:
+    """Two points lo <= hi of [a, b] around the minimiser of the convex G(x) = F(x) - s*x.
+
+    Safeguarded Newton on G' = F' - s (G'' = F'' >= 0 on a convex piece): a Newton step that stays
+    inside the bracket, bisection otherwise, at most ``iters`` steps; a row stops once its step is
+    below rounding of the piece's ends or its tangent loses at most _TANGENT_LOSS over the piece.
+    Any two points keep the caller's tangent bound rigorous; near ones make it tight (one converged
+    end suffices: its tangent is flat to rounding). Where G' >= 0 at a (or <= 0 at b) the minimiser
+    is that end and the bracket collapses onto it.
+    """
+    shape = np.broadcast_shapes(a.shape, b.shape, s.shape)
+    a, b, s = (np.broadcast_to(v, shape).ravel() for v in (a, b, s))  # flat rows, for compaction
+    lo, hi = a.copy(), b.copy()
+    g_a, g_b = F.d1(a) - s, F.d1(b) - s
+    at_a, at_b = g_a >= 0, (g_b <= 0) & (g_a < 0)
+    lo, hi = np.where(at_b, b, lo), np.where(at_a, a, hi)
+    act = np.flatnonzero(~(at_a | at_b) & (b > a))  # rows still searching
+    x = 0.5 * a[act] + 0.5 * b[act]
+    sa, scale, width = s[act], _NEWTON_TOL * np.maximum(np.abs(a[act]), np.abs(b[act])), b[act] - a[act]
+    for _ in range(iters):
+        if act.size == 0:
+            break
+        g, h = F.d1(x) - sa, F.d2(x)
+        left = g < 0
+        lo[act] = np.where(left, x, lo[act])
+        hi[act] = np.where(left, hi[act], x)
+        la, ha = lo[act], hi[act]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            xn = x - g / h
+        xn = np.where((xn > la) & (xn < ha), xn, 0.5 * la + 0.5 * ha)
+        # Done where the step is below rounding, or where the tangent at x is already flat enough
+        # that it loses at most _TANGENT_LOSS over the piece (slow Newton near an inflection).
+        going = (np.abs(xn - x) > scale) & (np.abs(g) * width > _TANGENT_LOSS)
+        act, x, sa, scale, width = act[going], xn[going], sa[going], scale[going], width[going]
+    return lo.reshape(shape), hi.reshape(shape)
 
 
 def _min_gap_piecewise_linear(F: Oriented, L: Array, U: Array, s: Array) -> Support:
@@ -369,17 +410,27 @@ def support(act: Activation, L: Array, U: Array, s: Array, sigma: float, iters: 
     return _min_gap(Oriented.of(act, sigma), L, U, s, iters)
 
 
-def _min_secant_from_left(F: Oriented, L: Array, U: Array, iters: int = _CHOICE_ITERS) -> Array:
-    """min over x in (L, U] of (F(x) - F(L)) / (x - L), and F'(L+) where L == U.
+def _min_secant_from_left(F: Oriented, L: Array, U: Array, iters: int = _CHOICE_ITERS) -> tuple[Array, Array]:
+    """min over x in (L, U] of (F(x) - F(L)) / (x - L), and F'(L+) where L == U, with the point
+    where it is attained (L for the limit F'(L+); the farthest one on ties).
 
-    This is the slope of F's lower convex envelope at L. Candidates: the limit F'(L+), x = U, the
-    breakpoints inside, and in each convex piece the point whose tangent passes through (L, F(L))
-    (h(t) = F(t) - F(L) - F'(t)(t - L) decreases there; found by bisection). Not rigorous: it only
-    chooses slopes.
+    This is the slope of F's lower convex envelope at L, and the point is the end of the envelope's
+    first linear stretch [L, q]. Candidates: the limit F'(L+), x = U, the breakpoints inside, and in
+    each convex piece the point whose tangent passes through (L, F(L)) (h(t) = F(t) - F(L) -
+    F'(t)(t - L) decreases there; found by bisection). Not rigorous: it only chooses slopes.
     """
     fL = F.f(L)
     best = F.d1_right(L)
+    arg = L.copy()
     pos = U > L
+    tol = ENVELOPE_TIE_REL * (1.0 + np.abs(best))
+
+    def offer(val, x):
+        nonlocal best, arg
+        take = (val < best - tol) | ((val <= best + tol) & (x > arg))
+        best = np.minimum(val, best)
+        arg = np.where(take, x, arg)
+
     # A secant to a point of L's own linear piece is F'(L+) up to rounding: skip it, so that a
     # piecewise-linear F gets its exact piece slopes.
     brk = np.asarray(F.breaks)
@@ -390,11 +441,12 @@ def _min_secant_from_left(F: Oriented, L: Array, U: Array, iters: int = _CHOICE_
         def secant(x):
             return np.where(x > L, (F.f(x) - fL) / np.where(x > L, x - L, 1.0), np.inf)
 
-        best = np.minimum(best, np.where(pos & ~(lin & (U <= nxt)), secant(U), np.inf))
+        # Within L's own linear piece the stretch reaches at least the piece's end.
+        arg = np.where(lin, np.minimum(U, nxt), arg)
         for bk in F.breaks:
             x = np.full(L.shape, bk)
             inside = (L < bk) & (bk < U) & ~(lin & (bk <= nxt))
-            best = np.minimum(best, np.where(inside, secant(x), np.inf))
+            offer(np.where(inside, secant(x), np.inf), x)
         for i, a, b, ok in _pieces(F, L, U):
             if F.curvature[i] <= 0:
                 continue
@@ -405,15 +457,23 @@ def _min_secant_from_left(F: Oriented, L: Array, U: Array, iters: int = _CHOICE_
                 up = h > 0
                 lo = np.where(up, mid, lo)
                 hi = np.where(up, hi, mid)
-            best = np.minimum(best, np.where(ok & pos, np.minimum(secant(lo), secant(hi)), np.inf))
-    return best
+            s_lo, s_hi = secant(lo), secant(hi)
+            use_lo = s_lo < s_hi
+            offer(np.where(ok & pos, np.where(use_lo, s_lo, s_hi), np.inf), np.where(use_lo, lo, hi))
+        offer(np.where(pos & ~(lin & (U <= nxt)), secant(U), np.inf), U)
+    return best, arg
 
 
-def _hull_range(act: Activation, L: Array, U: Array, sigma: float) -> tuple[Array, Array]:
-    """Slopes of the lower convex envelope of F = sigma*f at L and at U (s_lo <= s_hi)."""
-    s_lo = _min_secant_from_left(Oriented.of(act, sigma, 1.0), L, U)
-    s_hi = -_min_secant_from_left(Oriented.of(act, sigma, -1.0), -U, -L)
-    return np.minimum(s_lo, s_hi), np.maximum(s_lo, s_hi)
+def _hull_range(act: Activation, L: Array, U: Array, sigma: float, *,
+                with_stretches: bool = False):
+    """Slopes of the lower convex envelope of F = sigma*f at L and at U (s_lo <= s_hi); with
+    ``with_stretches`` also the ends q, p of the envelope's first and last linear stretches [L, q]
+    and [p, U] (where the envelope has the slope s_lo, respectively s_hi)."""
+    s_lo, q = _min_secant_from_left(Oriented.of(act, sigma, 1.0), L, U)
+    s_hi, p = _min_secant_from_left(Oriented.of(act, sigma, -1.0), -U, -L)
+    s_hi, p = -s_hi, -p
+    lo, hi = np.minimum(s_lo, s_hi), np.maximum(s_lo, s_hi)
+    return (lo, hi, q, p) if with_stretches else (lo, hi)
 
 
 def slope_range(act: Activation, L, U, side: Side) -> tuple[Array, Array]:
@@ -432,36 +492,42 @@ def slope_range(act: Activation, L, U, side: Side) -> tuple[Array, Array]:
 
 
 def _hull_slope_at(act: Activation, L: Array, U: Array, t: Array, sigma: float,
-                   s_lo: Array, s_hi: Array) -> Array:
+                   s_lo: Array, s_hi: Array, q: Array | None = None, p: Array | None = None) -> Array:
     """Slope of F's lower convex envelope at t in [L, U], F = sigma*f (right slope at a kink).
 
-    Maximises the concave phi(s) = s*t + c(s), c(s) = min F(x) - s*x, whose supergradient is
-    t - touch(s): bisection on s, then the best of the bracket and the range ends (so that a
-    piecewise-linear hull gets its exact piece slope). Ties go to the larger slope.
+    Where F's own tangent at t supports F on all of [L, U] (the envelope touches the graph at t),
+    that tangent's slope; where t lies on the envelope's first stretch [L, q] or last stretch
+    [p, U] (``q``, ``p`` from :func:`_hull_range`), s_lo or s_hi. Elsewhere (a stretch between two
+    inner touch points, which needs two convex pieces of F) it maximises the concave
+    phi(s) = s*t + c(s), c(s) = min F(x) - s*x, whose supergradient is t - touch(s): bisection on
+    s, then the best of the bracket and the range ends (so that a piecewise-linear hull gets its
+    exact piece slope). Ties go to the larger slope.
     """
-    lo, hi = s_lo.copy(), s_hi.copy()
-    # Fast path: where F's own tangent at t supports F on all of [L, U] (the hull touches the graph
-    # at t, the common case), that tangent's slope is the answer; one support computation settles it.
+    out = s_hi.copy()  # the answer where the hull has a single slope
     F = Oriented.of(act, sigma)
     s_t = np.clip(F.d1_right(t), s_lo, s_hi)
     sup = support(act, L, U, s_t, sigma, _CHOICE_ITERS)
     g_t = F.f(t) - s_t * t
     touches = sup.nominal >= g_t - ENVELOPE_TIE_REL * (1.0 + np.abs(g_t)) * 1e3
-    done = touches & (s_hi > s_lo)
-    lo[done] = hi[done] = s_t[done]
-    rows = np.flatnonzero((s_hi > s_lo) & ~touches)  # elsewhere the hull has a single slope
+    open_ = s_hi > s_lo
+    out = np.where(open_ & touches, s_t, out)
+    rest = open_ & ~touches
+    if q is not None:
+        first, last = rest & (t <= q), rest & (t >= p)
+        out = np.where(last, s_hi, np.where(first, s_lo, out))
+        rest &= ~(first | last)
+    rows = np.flatnonzero(rest)
     if rows.size:
-        Lr, Ur, tr, a, b = L[rows], U[rows], t[rows], lo[rows], hi[rows]
+        Lr, Ur, tr, a, b = L[rows], U[rows], t[rows], s_lo[rows].copy(), s_hi[rows].copy()
         for _ in range(_SLOPE_ITERS):
             mid = 0.5 * a + 0.5 * b
             right = support(act, Lr, Ur, mid, sigma, _CHOICE_ITERS).touch_lo <= tr
             a = np.where(right, mid, a)
             b = np.where(right, b, mid)
-        lo[rows], hi[rows] = a, b
-    cands = [s_hi, hi, lo, s_lo]  # descending, so argmax picks the larger slope on ties
-    phis = [s * t + support(act, L, U, s, sigma, _CHOICE_ITERS).nominal for s in cands]
-    pick = np.argmax(np.stack(phis), axis=0)
-    return np.choose(pick, cands)
+        cands = [s_hi[rows], b, a, s_lo[rows]]  # descending, so argmax picks the larger slope on ties
+        phis = [s * tr + support(act, Lr, Ur, s, sigma, _CHOICE_ITERS).nominal for s in cands]
+        out[rows] = np.choose(np.argmax(np.stack(phis), axis=0), cands)
+    return out
 
 
 def _pair_slope(act: Activation, L: Array, U: Array, sigma: float) -> Array:
@@ -488,8 +554,8 @@ def _pair_slope(act: Activation, L: Array, U: Array, sigma: float) -> Array:
 
 
 def _pair_slope_search(act: Activation, L: Array, U: Array, sigma: float) -> Array:
-    s_lo, s_hi = _hull_range(act, L, U, sigma)
-    return _hull_slope_at(act, L, U, 0.5 * L + 0.5 * U, sigma, s_lo, s_hi)
+    s_lo, s_hi, q, p = _hull_range(act, L, U, sigma, with_stretches=True)
+    return _hull_slope_at(act, L, U, 0.5 * L + 0.5 * U, sigma, s_lo, s_hi, q, p)
 
 
 def pair_lines(act: Activation, L, U, lower_slope=None, *, upper_slope=None) -> Lines:
