@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from polylens.lenses.verify.certify import DecidedBy, Status
-from polylens.lenses.verify.sweep import RateTable, SweepRow, radius_key, rate_table, run_sweep, summarize, wilson
+from polylens.lenses.verify.sweep import (MAX_CHUNK, MAX_CHUNK_NEURONS, RateTable, SweepRow, auto_chunk, radius_key,
+                                         rate_table, run_sweep, summarize, wilson)
 
 POLYLENS = [sys.executable, "-m", "polylens"]
 
@@ -125,6 +126,28 @@ def test_sweep_killed_and_resumed_equals_uninterrupted(tmp_path):
     assert got == want
     con = sqlite3.connect(str(db))
     assert con.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM units").fetchone() == (600, 600)
+
+
+def test_chunking_changes_no_verdict():
+    """How images are grouped into jobs only batches the work: a sweep in jobs of 7 and one in the
+    default jobs give every unit the same status, deciding stage and LP class; the default stays
+    within its limits and gives every worker several jobs."""
+    from polylens.nn.model import load_model, model_split
+
+    m = load_model("seed")
+    s = model_split(m)
+    x, y = s.x_test[:30], s.y_test[:30]
+    a = run_sweep(m.network, x, y, (0.01, 0.03), workers=1, chunk=7)
+    b = run_sweep(m.network, x, y, (0.01, 0.03), workers=1)
+    assert [(r.index, r.eps, r.status, r.decided_by, r.lp_class) for r in a.rows] == \
+        [(r.index, r.eps, r.status, r.decided_by, r.lp_class) for r in b.rows]
+    for n in (1, 5, 30, 2000, 10**6):
+        for w in (1, 2, 16):
+            for h in (6, 512, 10**5):
+                c = auto_chunk(n, w, h)
+                assert 1 <= c <= MAX_CHUNK and (c == 1 or c * h <= MAX_CHUNK_NEURONS)
+                if n >= 16 * w:
+                    assert -(-n // c) >= 2 * w  # every worker gets at least two jobs
 
 
 def test_verify_json_contract_and_counterexamples():

