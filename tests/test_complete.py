@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import replace
 
@@ -376,18 +377,19 @@ def test_disjuncts_split_a_property_only_when_rows_match():
 
 
 def test_pair_slope_shortcut_matches_the_search():
-    """For piecewise-linear activations an interval inside one piece takes that piece's slope
-    without the hull search; the result is bit-identical to the search's."""
+    """For piecewise-linear activations an interval inside one piece takes that piece's slope, and
+    one around a single kink the piece slope at its midpoint (kink bending up) or the chord (bending
+    down), without the hull search; the result is bit-identical to the search's."""
     from polylens.nn.activations import ActKind, Activation, Family
     from polylens.relax import lines
 
     rng = np.random.default_rng(0)
-    for kind in ActKind:
-        act = Activation(kind, 0.1)
+    for kind, alpha in itertools.product(ActKind, (0.1, 2.0)):
+        act = Activation(kind, alpha)
         if act.spec.family is Family.SMOOTH:
             continue
         L = rng.normal(size=5000) * 2
-        U = L + np.abs(rng.normal(size=5000)) * rng.choice([0.0, 0.01, 1.0, 3.0], 5000)
+        U = L + np.abs(rng.normal(size=5000)) * rng.choice([0.0, 1e-12, 0.01, 1.0, 3.0], 5000)
         L[:50] = U[:50] = 0.0
         U[50:100] = 0.0
         L[100:150] = 0.0

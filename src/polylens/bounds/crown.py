@@ -36,7 +36,7 @@ from polylens.bounds.ibp import ibp
 from polylens.errors import ParameterError
 from polylens.nn.activations import Activation
 from polylens.nn.network import Network
-from polylens.relax.lines import Side, pair_lines, slope_range, tightest_intercept
+from polylens.relax.lines import Oriented, Side, pair_lines, slope_range, tightest_intercept
 from polylens.tolerances import BOUND_UNDERFLOW_UNIT
 from polylens.validation import check_enum, check_int, check_labels
 
@@ -526,6 +526,18 @@ def optimised_bounds(network: Network, k: int, relax: list[_Relaxation], xl: Arr
     return backward_bounds(network, k, tuned, xl, xu, C, best_d), Multipliers(tuned, best_d)
 
 
+def _single_kink(act: Activation, side: int) -> tuple[float, float] | None:
+    """(k, f(k)) where ``act`` is piecewise linear with one kink k at which sigma*f is convex
+    (sigma = 1 for the lower side 0, -1 for the upper side 1): there the extreme of f(x) - s*x over an
+    interval around k is at k for every slope s between the two pieces' slopes (the free range of
+    that side), so the optimiser needs no grid search. None otherwise."""
+    F = Oriented.of(act, 1.0 if side == 0 else -1.0)
+    if F.piece_slopes is None or len(F.breaks) != 1 or not F.piece_slopes[1] > F.piece_slopes[0]:
+        return None
+    k = float(F.breaks[0])
+    return k, float(act(np.array(k)))
+
+
 def _optimise_chunk(network: Network, k: int, relax: list[_Relaxation], ranges, free, xl: Array, xu: Array,
                     C: Array | None, groups: int, steps: int, masks: list, init=None) -> tuple[list, list]:
     """:func:`_optimise` with torch limited to ``_OPT_THREADS`` threads (restored afterwards)."""
@@ -603,7 +615,7 @@ def _optimise(torch, network: Network, k: int, relax: list[_Relaxation], ranges,
             side_params.append(dict(mask=torch.from_numpy(mask), rows=torch.from_numpy(np.nonzero(mask)[0]),
                                     t=T(t0).requires_grad_(True), lo=T(lo)[:, None],
                                     width=T(width)[:, None], xg=T(xg)[:, None].expand(shape),
-                                    fg=T(r.act(xg))[:, None].expand(shape)))
+                                    fg=T(r.act(xg))[:, None].expand(shape), kink=_single_kink(r.act, i)))
         params.append(side_params)
 
     def free_slopes():
@@ -615,10 +627,16 @@ def _optimise(torch, network: Network, k: int, relax: list[_Relaxation], ranges,
         p = params[j][i]
         if p is None:
             return s_fix, c_fix
-        with torch.no_grad():
-            gap = p["fg"] - s_free[..., None] * p["xg"]
-            at = (gap.argmin(-1) if lowest else gap.argmax(-1))[..., None]
-        c_free = p["fg"].gather(-1, at)[..., 0] - s_free * p["xg"].gather(-1, at)[..., 0]
+        if p["kink"] is not None:
+            # A single kink that this side's F bends upwards at: every slope of its range supports
+            # there, exactly (relu's lower lines pass through the origin).
+            kx, ky = p["kink"]
+            c_free = ky - s_free * kx
+        else:
+            with torch.no_grad():
+                gap = p["fg"] - s_free[..., None] * p["xg"]
+                at = (gap.argmin(-1) if lowest else gap.argmax(-1))[..., None]
+            c_free = p["fg"].gather(-1, at)[..., 0] - s_free * p["xg"].gather(-1, at)[..., 0]
         n = s_fix.shape[-1]
         S = s_fix.expand(n_c, groups, n).transpose(1, 2).clone()
         Cc = c_fix.expand(n_c, groups, n).transpose(1, 2).clone()

@@ -581,12 +581,24 @@ def _pair_slope(act: Activation, L: Array, U: Array, sigma: float) -> Array:
         br = np.asarray(F.breaks)
         i_lo = np.searchsorted(br, L, side="right")
         one = i_lo == np.searchsorted(br, U, side="left")
-        if one.any():
-            out = np.asarray(F.piece_slopes)[i_lo].astype(np.float64)
-            rest = ~one
-            if rest.any():
-                out[rest] = _pair_slope_search(act, L[rest], U[rest], sigma)
-            return out
+        out = np.asarray(F.piece_slopes)[i_lo].astype(np.float64)
+        rest = ~one
+        if len(F.breaks) == 1 and rest.any():
+            # One kink inside (an unstable relu): where F bends upwards there, F is its own hull and
+            # the slope at the midpoint is the piece's it lies in (the right one at the kink);
+            # where it bends downwards, the hull is the chord. Both are what the search returns.
+            (k,), (p0, p1) = F.breaks, F.piece_slopes
+            inside = rest & (L < k) & (k < U)
+            Lr, Ur = L[inside], U[inside]
+            if p1 > p0:
+                out[inside] = np.where(0.5 * Lr + 0.5 * Ur < k, p0, p1)
+                rest &= ~inside
+            elif p1 < p0:
+                out[inside] = (F.f(Ur) - F.f(Lr)) / (Ur - Lr)
+                rest &= ~inside
+        if rest.any():
+            out[rest] = _pair_slope_search(act, L[rest], U[rest], sigma)
+        return out
     return _pair_slope_search(act, L, U, sigma)
 
 
