@@ -306,40 +306,54 @@ def _min_gap(F: Oriented, L: Array, U: Array, s: Array, iters: int = RIGOROUS_IT
     return _reduce(L, cands)
 
 
+def _bracketed_newton(fn, lo: Array, hi: Array, rows: Array, iters: int, stop, *, collapse: bool = False) -> None:
+    """Safeguarded Newton on the flat brackets [lo[r], hi[r]] of ``rows``, narrowed in place.
+
+    ``fn(x, rows) -> (v, dv)``: a function increasing through its root (v < 0: the root lies right
+    of x) and its derivative. Each step moves the bracket's end to x, then takes the Newton step
+    where it lands strictly inside the bracket and bisects otherwise; at most ``iters`` steps.
+    ``stop(rows, x, xn, v, newton)`` marks the rows done after a step (x its point, xn the next one,
+    ``newton`` where xn is a Newton step); with ``collapse`` a done row's bracket becomes [xn, xn].
+    """
+    x = 0.5 * lo[rows] + 0.5 * hi[rows]
+    for _ in range(iters):
+        if rows.size == 0:
+            break
+        v, dv = fn(x, rows)
+        right = v < 0
+        lo[rows] = np.where(right, x, lo[rows])
+        hi[rows] = np.where(right, hi[rows], x)
+        la, ha = lo[rows], hi[rows]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            xn = x - v / dv
+        newton = (xn > la) & (xn < ha)
+        xn = np.where(newton, xn, 0.5 * la + 0.5 * ha)
+        done = stop(rows, x, xn, v, newton)
+        if collapse:
+            lo[rows[done]] = hi[rows[done]] = xn[done]
+        rows, x = rows[~done], xn[~done]
+
+
 def _convex_bracket(F: Oriented, a: Array, b: Array, s: Array, iters: int) -> tuple[Array, Array]:
     """Two points lo <= hi of [a, b] around the minimiser of the convex G(x) = F(x) - s*x.
 
-    Safeguarded Newton on G' = F' - s (G'' = F'' >= 0 on a convex piece): a Newton step that stays
-    inside the bracket, bisection otherwise, at most ``iters`` steps; a row stops once its step is
-    below rounding of the piece's ends or its tangent loses at most _TANGENT_LOSS over the piece.
+    Safeguarded Newton on G' = F' - s (G'' = F'' >= 0 on a convex piece; :func:`_bracketed_newton`),
+    at most ``iters`` steps; a row stops once its step is below rounding of the piece's ends or its
+    tangent loses at most _TANGENT_LOSS over the piece (slow Newton near an inflection).
     Any two points keep the caller's tangent bound rigorous; near ones make it tight (one converged
     end suffices: its tangent is flat to rounding). Where G' >= 0 at a (or <= 0 at b) the minimiser
     is that end and the bracket collapses onto it.
     """
     shape = np.broadcast_shapes(a.shape, b.shape, s.shape)
     a, b, s = (np.broadcast_to(v, shape).ravel() for v in (a, b, s))  # flat rows, for compaction
-    lo, hi = a.copy(), b.copy()
     g_a, g_b = F.d1(a) - s, F.d1(b) - s
     at_a, at_b = g_a >= 0, (g_b <= 0) & (g_a < 0)
-    lo, hi = np.where(at_b, b, lo), np.where(at_a, a, hi)
-    act = np.flatnonzero(~(at_a | at_b) & (b > a))  # rows still searching
-    x = 0.5 * a[act] + 0.5 * b[act]
-    sa, scale, width = s[act], _NEWTON_TOL * np.maximum(np.abs(a[act]), np.abs(b[act])), b[act] - a[act]
-    for _ in range(iters):
-        if act.size == 0:
-            break
-        g, h = F.d1(x) - sa, F.d2(x)
-        left = g < 0
-        lo[act] = np.where(left, x, lo[act])
-        hi[act] = np.where(left, hi[act], x)
-        la, ha = lo[act], hi[act]
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            xn = x - g / h
-        xn = np.where((xn > la) & (xn < ha), xn, 0.5 * la + 0.5 * ha)
-        # Done where the step is below rounding, or where the tangent at x is already flat enough
-        # that it loses at most _TANGENT_LOSS over the piece (slow Newton near an inflection).
-        going = (np.abs(xn - x) > scale) & (np.abs(g) * width > _TANGENT_LOSS)
-        act, x, sa, scale, width = act[going], xn[going], sa[going], scale[going], width[going]
+    lo, hi = np.where(at_b, b, a), np.where(at_a, a, b)
+    scale, width = _NEWTON_TOL * np.maximum(np.abs(a), np.abs(b)), b - a
+    _bracketed_newton(lambda x, r: (F.d1(x) - s[r], F.d2(x)), lo, hi,
+                      np.flatnonzero(~(at_a | at_b) & (b > a)), iters,
+                      lambda r, x, xn, g, newton: ((np.abs(xn - x) <= scale[r])
+                                                   | (np.abs(g) * width[r] <= _TANGENT_LOSS)))
     return lo.reshape(shape), hi.reshape(shape)
 
 
@@ -466,8 +480,8 @@ def _tangent_through(F: Oriented, L: Array, fL: Array, a: Array, b: Array, iters
     through (L, F(L)): the root of h(t) = F(t) - F(L) - F'(t)(t - L), which decreases on the piece
     (h' = -F''(t)(t - L) <= 0); lo = hi = b where h stays positive, a where h(a) <= 0.
 
-    Safeguarded Newton (bisection where a step leaves the bracket), at most ``iters`` steps, a row
-    stopping once its step is below _SECANT_TOL of the piece's width. Not rigorous: the point only
+    Safeguarded Newton on -h (:func:`_bracketed_newton`), at most ``iters`` steps, a row stopping
+    once its Newton step is below _SECANT_TOL of the piece's width. Not rigorous: the point only
     chooses a secant slope, which is stationary there (an error dt moves it by O(dt**2)).
     """
     shape = np.broadcast_shapes(L.shape, a.shape, b.shape)
@@ -480,24 +494,10 @@ def _tangent_through(F: Oriented, L: Array, fL: Array, a: Array, b: Array, iters
     at_b = h(b, every) > 0
     at_a = ~at_b & (h(a, every) <= 0)
     lo, hi = np.where(at_b, b, a), np.where(at_a, a, b)
-    act = np.flatnonzero(~(at_a | at_b) & (b > a))
-    x, tol = 0.5 * a[act] + 0.5 * b[act], _SECANT_TOL * (b[act] - a[act])
-    for _ in range(iters):
-        if act.size == 0:
-            break
-        hx = h(x, act)
-        up = hx > 0
-        lo[act] = np.where(up, x, lo[act])
-        hi[act] = np.where(up, hi[act], x)
-        la, ha = lo[act], hi[act]
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            xn = x + hx / (F.d2(x) * (x - L[act]))
-        newton = (xn > la) & (xn < ha)
-        xn = np.where(newton, xn, 0.5 * la + 0.5 * ha)
-        done = newton & (np.abs(xn - x) <= tol)
-        lo[act[done]] = hi[act[done]] = xn[done]
-        going = ~done
-        act, x, tol = act[going], xn[going], tol[going]
+    tol = _SECANT_TOL * (b - a)
+    _bracketed_newton(lambda t, r: (-h(t, r), F.d2(t) * (t - L[r])), lo, hi,
+                      np.flatnonzero(~(at_a | at_b) & (b > a)), iters,
+                      lambda r, x, xn, v, newton: newton & (np.abs(xn - x) <= tol[r]), collapse=True)
     return lo.reshape(shape), hi.reshape(shape)
 
 

@@ -355,7 +355,8 @@ def lp_classifier(network: Network, x: Array, eps: float, *, envelope: Envelope 
     reaches the best lower bound are solved, most promising first, each stopping as soon as it falls
     below the best found; and a competitor k whose CROWN bound on logit_c - logit_k already reaches
     the running minimum is not solved (the LP, a tighter relaxation on the same bounds, cannot go
-    lower), which left a third of the seed sweep's solves. Returns (predicted class (N,), best worst-case margin (N,)).
+    lower), which left a third of the seed sweep's solves. Returns (predicted class (N,), best
+    worst-case margin (N,)).
     """
     where = "lp_classifier"
     eps = check_float(eps, "eps", where, 0.0, 1.0)

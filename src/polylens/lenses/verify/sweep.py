@@ -36,8 +36,8 @@ from polylens.validation import check_float, check_int
 
 Array = np.ndarray
 
-__all__ = ["RATES", "Rate", "RateTable", "SweepResult", "SweepRow", "auto_chunk", "radius_key", "rate_table", "run_sweep",
-           "summarize", "wilson"]
+__all__ = ["RATES", "Rate", "RateTable", "SweepResult", "SweepRow", "auto_chunk", "radius_key", "rate_table",
+           "run_sweep", "summarize", "wilson"]
 
 RATES = ("clean", "ibp", "crown", "lp", "attack", "unknown", "lp_classifier", "bab")
 
@@ -434,8 +434,9 @@ def run_sweep(network: Network, x: Array, y: Array, eps: Sequence[float], *, opt
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     y = np.asarray(y, dtype=np.int64)
     N = len(x)
-    chunk = auto_chunk(N, workers, sum(network.hidden_widths)) if chunk is None else check_int(chunk, "chunk",
-                                                                                               "verify", 1, None)
+    if chunk is None:
+        chunk = auto_chunk(N, workers, sum(network.hidden_widths))
+    chunk = check_int(chunk, "chunk", "verify", 1, None)
     store = None
     done: set[str] = set()
     rows: dict[str, SweepRow] = {}
