@@ -11,8 +11,8 @@ computed layer by layer with the same pass (spec ``[I; -I]``), intersected with 
 
 alpha-CROWN (:func:`alpha_crown`, ``BoundMethod.ALPHA_CROWN``) optimises the slopes of both lines
 of every neuron whose slope range is not a single point (for relu: the lower line of unstable
-neurons), per input and per specification row (per input only when the spec has many rows, see
-``_PER_ROW_LIMIT``), by projected gradient ascent (Adam, torch autograd) inside
+neurons), per input and per specification row (per input only when the spec has many rows and the
+activation needs a grid search for its intercepts, see ``_PER_ROW_LIMIT``), by projected gradient ascent (Adam, torch autograd) inside
 :func:`~polylens.relax.lines.slope_range`. The optimiser works on an approximate objective (float
 intercepts on a sampled grid); soundness never depends on it: the bound reported is recomputed in
 float64 by the rigorous backward pass with intercepts from
@@ -131,6 +131,28 @@ def relax_layer(act: Activation, L: Array, U: Array, layer: int) -> _Relaxation:
     zlo, zhi = activation_image(act, L, U)
     return _Relaxation(act, L, U, r(ln.lower_slope), r(ln.lower_intercept), r(ln.upper_slope),
                        r(ln.upper_intercept), zlo, zhi)
+
+
+def relax_layer_from(base: _Relaxation, L: Array, U: Array, layer: int) -> _Relaxation:
+    """``relax_layer(base.act, L, U, layer)`` for intervals of ``base``'s shape, computing lines only
+    where ``(L, U)`` differ from ``base``'s intervals: a neuron's default lines depend on its own
+    interval alone, so every other entry is ``base``'s, bit for bit (branch and bound: a node's
+    intervals are its root's but for the few neurons its splits narrowed)."""
+    if base.L.shape != L.shape or not (np.all(np.isfinite(L)) and np.all(np.isfinite(U))) or np.any(L > U):
+        return relax_layer(base.act, L, U, layer)
+    changed = (L != base.L) | (U != base.U)
+    if not changed.any():
+        return base
+    rows, cols = np.nonzero(changed)
+    ln = pair_lines(base.act, L[rows, cols], U[rows, cols])
+    out = []
+    for have, new in ((base.ls, ln.lower_slope), (base.li, ln.lower_intercept), (base.us, ln.upper_slope),
+                      (base.ui, ln.upper_intercept)):
+        a = have.copy()
+        a[rows, 0, cols] = new
+        out.append(a)
+    zlo, zhi = activation_image(base.act, L, U)
+    return _Relaxation(base.act, L, U, *out, zlo, zhi)
 
 
 def with_slopes(base: _Relaxation, ls: Array | None, us: Array | None) -> _Relaxation:
@@ -482,9 +504,6 @@ def optimised_bounds(network: Network, k: int, relax: list[_Relaxation], xl: Arr
     N = xl.shape[0]
     K = _spec_rows(network, k, C)
     widths = [r.L.shape[1] for r in relax[:k]]
-    grid_pts = [_GRID + len(r.act.spec.inflections) for r in relax[:k]]
-    per_row = K * sum(w * g for w, g in zip(widths, grid_pts)) <= _PER_ROW_LIMIT
-    groups = K if per_row else 1
 
     # Slope ranges (N, n) per layer and side; a side is free where some range is non-degenerate.
     ranges, free = [], []
@@ -499,13 +518,20 @@ def optimised_bounds(network: Network, k: int, relax: list[_Relaxation], xl: Arr
         free.append(tuple(slopes and bool(np.any(hi > lo)) for lo, hi in per_side))
     if not any(any(f) for f in free) and no_split:
         return backward_bounds(network, k, relax, xl, xu, C), Multipliers(list(relax[:k]), [None] * k)
+    # Grid points per neuron of each layer's intercept search: none where every free side has a
+    # single kink (relu), whose intercepts are exact; per-row slopes then cost no more entries than
+    # the (N, K, n) coefficients the pass carries anyway.
+    grid_pts = [0 if all(not free[j][i] or _single_kink(r.act, i) is not None for i in range(2))
+                else _GRID + len(r.act.spec.inflections) for j, r in enumerate(relax[:k])]
+    per_row = K * sum(w * g for w, g in zip(widths, grid_pts)) <= _PER_ROW_LIMIT
+    groups = K if per_row else 1
     masks = [None] * k if no_split else [None if m is None or not m.any() else m for m in split_masks[:k]]
 
     # Best slopes per layer and side, (N, groups, n), starting from CROWN's; multipliers (N, K, n).
     best = [[np.array(np.broadcast_to(getattr(r, s), (N, groups, r.L.shape[1]))) if free[j][i] else None
              for i, s in enumerate(("ls", "us"))] for j, r in enumerate(relax[:k])]
     best_d = [None if m is None else np.zeros((N, K, m.shape[1])) for m in masks]
-    per_input = groups * sum(w * g for w, g in zip(widths, grid_pts)) + K * max(widths)
+    per_input = groups * sum(w * (g + 1) for w, g in zip(widths, grid_pts)) + K * max(widths)
     step = max(1, _OPT_CHUNK_ELEMENTS // per_input)
     for s in range(0, N, step):
         rows = slice(s, s + step)
@@ -546,33 +572,50 @@ def _optimise_chunk(network: Network, k: int, relax: list[_Relaxation], ranges, 
     threads = torch.get_num_threads()
     torch.set_num_threads(_OPT_THREADS)
     try:
-        return _optimise(torch, network, k, relax, ranges, free, xl, xu, C, groups, steps, masks, init)
+        with torch.no_grad():
+            return _optimise(network, k, relax, ranges, free, xl, xu, C, groups, steps, masks, init)
     finally:
         torch.set_num_threads(threads)
 
 
-def _optimise(torch, network: Network, k: int, relax: list[_Relaxation], ranges, free, xl: Array, xu: Array,
+def _optimise(network: Network, k: int, relax: list[_Relaxation], ranges, free, xl: Array, xu: Array,
               C: Array | None, groups: int, steps: int, masks: list, init=None) -> tuple[list, list]:
     """Projected Adam ascent on the slopes (and split multipliers) of one chunk of inputs; returns
     the best slopes (n_c, groups, n_j) per layer and free side (None for a fixed side) and the
     best multipliers (n_c, K, n_j) per layer (None where ``masks[j]`` is None).
 
-    Multipliers d (free sign, zero outside the split neurons of ``masks[j]``) enter as in
-    :func:`_backward`: ``lam += d``, ``const -= d+ U + d- L``.
+    The objective is the backward pass of :func:`_backward` in float32 (torch tensors): going down
+    from layer k, the coefficient A_j of layer j's output becomes ``lam_j = A+ s_l + A- s_u + d``
+    on its pre-activation (``const += A+ c_l + A- c_u - d+ U - d- L + lam_j b_j``) and
+    ``A_{j-1} = lam_j W_j``; at the input, ``A x_mid - |A| x_rad + const``. Multipliers d (free
+    sign, only on the split neurons of ``masks[j]``) are beta-CROWN's.
 
-    Only (input, neuron) pairs whose slope range has positive width get parameters (for relu, the
-    unstable neurons); the others keep their lines. A slope s is held as its position t in [0, 1]
-    within its range, so one step size suits every neuron. The intercept of a free line is the
-    optimiser's approximation: the extreme of ``f(x_g) - s x_g`` over the grid points x_g,
-    differentiated at the extreme point (Danskin: dc/ds = -x*), which is all the gradient needs.
-    The objective is approximate anyway, so it is evaluated in float32; the bound reported is
-    recomputed in float64 by the caller. Adam is written out (a few lines) rather than taken from
-    ``torch.optim``, whose import costs seconds.
+    The gradient is written out rather than taken from autograd: it is the relaxation evaluated at
+    the point where the bound is attained. With ``x* = x_mid - sign(A_in) x_rad`` (the minimising
+    box corner), ``z_0 = W_0 x* + b_0`` is the objective's derivative in lam_0, and the derivative
+    in lam_{j+1} is ``z_{j+1} = W_{j+1} h_j + b_{j+1}``, where h_j is the line that A_j's sign
+    chose, evaluated at z_j. Per neuron, d/ds_l = A+ (z - x_c) and d/ds_u = A- (z - x_c) where the
+    line's intercept is ``f(x_c) - s x_c`` (x_c: the kink of a relu-like side, else the grid point
+    where the intercept search stopped; Danskin's theorem), and d/dd = z - U [d >= 0] - L [d <= 0].
+
+    Only (input, neuron) pairs whose slope range has positive width have parameters (for relu, the
+    unstable neurons), held packed (P, groups) with integer indices into the dense (n_c, groups, n)
+    lines; multipliers are packed (P_d, K) on the split neurons. A slope s is held as its position
+    t in [0, 1] within its range, so one step size suits every neuron. The tensors are small and
+    the cost is memory traffic per element-wise pass, so the packing (Adam and the multipliers
+    touch only the few free entries) and the hand-written gradient (one sweep of matrix products
+    each way, a few passes per layer) are what make a step cheap. The objective is approximate
+    (float32, grid intercepts); the bound reported is recomputed rigorously in float64 by the caller.
     """
+    import torch
+
     dtype = torch.float32
 
     def T(a):
         return torch.tensor(np.asarray(a), dtype=dtype)
+
+    def I(a):
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64).reshape(-1))
 
     layers = network.layers
     W, b = layers[k].W, layers[k].b
@@ -582,141 +625,192 @@ def _optimise(torch, network: Network, k: int, relax: list[_Relaxation], ranges,
     else:
         A0, c0 = T(C @ W), T(C @ b)
     Ws = [T(layers[j].W) for j in range(k)]
+    WTs = [w.T.contiguous() for w in Ws]
     bs = [T(layers[j].b) for j in range(k)]
     xmid, xrad = T(0.5 * (xl + xu))[:, None, :], T(0.5 * (xu - xl))[:, None, :]
     n_c = xl.shape[0]
+    K = A0.shape[1]
     t01 = np.linspace(0.0, 1.0, _GRID)
+    kg = np.arange(groups)
 
-    # Per layer and side: the fixed lines (n_c, 1, n) and, where free, the mask (n_c, n) of free
-    # pairs, the input of each, their parameters t (P, groups), range start and width (P, 1), and
-    # grid points with f there (P, groups, G).
+    # Per layer and side: the fixed lines (n_c, 1, n) and, where some pair is free, its packed
+    # parameters: t (P, groups), range start and width (P, 1), the flat indices of (pair, group) in
+    # a dense (n_c, groups, n) array and of the pair in (n_c, n), the dense base lines to write the
+    # free slopes into, and the kink or the grid points with f there (P, 1, G).
     fixed, params = [], []
     for j, r in enumerate(relax):
         fixed.append(((T(r.ls), T(r.li)), (T(r.us), T(r.ui))))
         side_params = []
+        n = r.L.shape[1]
         for i, s0 in enumerate((r.ls, r.us)):
             lo, hi = ranges[j][i]
             mask = hi > lo
             if not (free[j][i] and mask.any()):
                 side_params.append(None)
                 continue
-            lo, width = lo[mask], (hi - lo)[mask]
-            Lf, Uf = r.L[mask][:, None], r.U[mask][:, None]
-            pts = [Lf + (Uf - Lf) * t01] + [np.clip(np.full(Lf.shape, q), Lf, Uf) for q in r.act.spec.inflections]
-            xg = np.concatenate(pts, axis=1)
-            shape = (xg.shape[0], groups, xg.shape[1])
+            rr, cc = np.nonzero(mask)
+            lo_p, width = lo[rr, cc][:, None], (hi - lo)[rr, cc][:, None]
             s_init = None if init is None else init[0][j][i]
-            if s_init is None:
-                t0 = np.clip((s0[:, 0, :][mask] - lo) / width, 0.0, 1.0)
-                t0 = np.broadcast_to(t0[:, None], shape[:2])
-            else:
-                S = np.broadcast_to(s_init, (n_c, groups, s_init.shape[2])).transpose(0, 2, 1)[mask]  # (P, groups)
-                t0 = np.clip((S - lo[:, None]) / width[:, None], 0.0, 1.0)
-            side_params.append(dict(mask=torch.from_numpy(mask), rows=torch.from_numpy(np.nonzero(mask)[0]),
-                                    t=T(t0).requires_grad_(True), lo=T(lo)[:, None],
-                                    width=T(width)[:, None], xg=T(xg)[:, None].expand(shape),
-                                    fg=T(r.act(xg))[:, None].expand(shape), kink=_single_kink(r.act, i)))
+            S = (s0 if s_init is None else np.broadcast_to(s_init, (n_c,) + s_init.shape[1:]))[rr, :, cc]
+            t0 = np.broadcast_to(np.clip((S - lo_p) / width, 0.0, 1.0), (rr.size, groups))
+            c_fix = r.li if i == 0 else r.ui
+            q = dict(rows=rr, cols=cc, t=T(t0).contiguous(), lo=T(lo_p), width=T(width),
+                     at=I((rr[:, None] * groups + kg) * n + cc[:, None]), at2=I(rr * n + cc),
+                     base_s=T(np.broadcast_to(s0, (n_c, groups, n))).contiguous(),
+                     base_c=T(np.broadcast_to(c_fix, (n_c, groups, n))).contiguous(), kink=_single_kink(r.act, i))
+            q["const_c"] = q["kink"] is not None and q["kink"] == (0.0, 0.0) and not np.any(c_fix[rr, 0, cc])
+            if q["kink"] is None:
+                Lf, Uf = r.L[rr, cc][:, None], r.U[rr, cc][:, None]
+                pts = [Lf + (Uf - Lf) * t01] + [np.clip(np.full(Lf.shape, v), Lf, Uf) for v in r.act.spec.inflections]
+                xg = np.concatenate(pts, axis=1)
+                q["xg"], q["fg"] = T(xg)[:, None], T(r.act(xg))[:, None]
+            side_params.append(q)
         params.append(side_params)
 
-    def free_slopes():
-        return [[None if p is None else p["lo"] + p["width"] * p["t"] for p in sp] for sp in params]
-
-    def line(j, i, s_free, lowest):
-        """Slopes and intercepts (n_c, groups, n) of one side of layer j."""
-        s_fix, c_fix = fixed[j][i]
+    def line(j, i, lowest):
+        """Slopes, intercepts (n_c, groups, n) of one side of layer j, and the abscissa x_c (P, groups)
+        of each free line's intercept (d c / d s = -x_c; None for a fixed side or x_c = 0)."""
         p = params[j][i]
         if p is None:
-            return s_fix, c_fix
+            return fixed[j][i] + (None,)
+        s = p["lo"] + p["width"] * p["t"]
+        S = p["base_s"].clone()
+        S.view(-1).index_copy_(0, p["at"], s.reshape(-1))
+        if p["const_c"]:
+            return S, p["base_c"], None  # relu: every lower line through the origin, intercept 0
         if p["kink"] is not None:
             # A single kink that this side's F bends upwards at: every slope of its range supports
-            # there, exactly (relu's lower lines pass through the origin).
+            # there, exactly.
             kx, ky = p["kink"]
-            c_free = ky - s_free * kx
+            c, xc = ky - s * kx, torch.full_like(s, kx)
         else:
-            with torch.no_grad():
-                gap = p["fg"] - s_free[..., None] * p["xg"]
-                at = (gap.argmin(-1) if lowest else gap.argmax(-1))[..., None]
-            c_free = p["fg"].gather(-1, at)[..., 0] - s_free * p["xg"].gather(-1, at)[..., 0]
-        n = s_fix.shape[-1]
-        S = s_fix.expand(n_c, groups, n).transpose(1, 2).clone()
-        Cc = c_fix.expand(n_c, groups, n).transpose(1, 2).clone()
-        S[p["mask"]] = s_free
-        Cc[p["mask"]] = c_free
-        return S.transpose(1, 2), Cc.transpose(1, 2)
+            gap = p["fg"] - s[..., None] * p["xg"]
+            at = (gap.argmin(-1) if lowest else gap.argmax(-1))[..., None]
+            fg, xg = (p[name].expand(s.shape + p[name].shape[-1:]) for name in ("fg", "xg"))
+            xc = xg.gather(-1, at)[..., 0]
+            c = fg.gather(-1, at)[..., 0] - s * xc
+        Cc = p["base_c"].clone()
+        Cc.view(-1).index_copy_(0, p["at"], c.reshape(-1))
+        return S, Cc, xc
 
-    K = A0.shape[1]
+    # Multipliers, packed per layer: values (P_d, K), flat indices into (n_c, K, n) and (n_c, K),
+    # and the split neurons' intervals (P_d, 1).
     d_init = [None] * k if init is None else init[1]
-    dvar = [None if m is None else (torch.zeros((n_c, K, m.shape[1]), dtype=dtype) if d_init[j] is None
-                                    else T(np.broadcast_to(d_init[j], (n_c, K, m.shape[1])) * m[:, None, :])
-                                    ).requires_grad_(True) for j, m in enumerate(masks)]
-    dmask = [None if m is None else torch.from_numpy(m)[:, None, :].to(dtype) for m in masks]
-    dL = [None if m is None else T(relax[j].L)[:, None, :] for j, m in enumerate(masks)]
-    dU = [None if m is None else T(relax[j].U)[:, None, :] for j, m in enumerate(masks)]
+    dvar = []
+    for j, m in enumerate(masks):
+        if m is None or not m.any():
+            dvar.append(None)
+            continue
+        rd, cd = np.nonzero(m)
+        n = m.shape[1]
+        v0 = np.zeros((rd.size, K)) if d_init[j] is None else np.broadcast_to(d_init[j], (n_c, K, n))[rd, :, cd]
+        dvar.append(dict(rows=rd, cols=cd, d=T(v0).contiguous(), at=I((rd[:, None] * K + np.arange(K)) * n + cd[:, None]),
+                         at_c=I(rd[:, None] * K + np.arange(K)), L=T(relax[j].L[rd, cd])[:, None],
+                         U=T(relax[j].U[rd, cd])[:, None]))
 
-    def objective(sl):
-        A, const = A0, c0
+    def mm(M, Wt):
+        """(a, b, n) @ (n, m) as one matrix product."""
+        return (M.reshape(-1, M.shape[-1]) @ Wt).reshape(M.shape[:-1] + (Wt.shape[1],))
+
+    def value_and_grads(want_grads: bool):
+        A, const = A0, c0.expand(n_c, K).contiguous()
+        saved = [None] * k
         for j in range(k - 1, -1, -1):
-            ls, li = line(j, 0, sl[j][0], True)
-            us, ui = line(j, 1, sl[j][1], False)
-            pos = A >= 0
-            const = const + (A * torch.where(pos, li, ui)).sum(-1)
-            lam = A * torch.where(pos, ls, us)
-            if dvar[j] is not None:
-                d = dvar[j] * dmask[j]
-                lam = lam + d
-                const = const - (d.clamp(min=0.0) * dU[j]).sum(-1) - (d.clamp(max=0.0) * dL[j]).sum(-1)
+            ls, li, xl_ = line(j, 0, True)
+            us, ui, xu_ = line(j, 1, False)
+            Ap = A.clamp(min=0.0)
+            An = A - Ap  # a zero A counts as positive
+            const = const + (Ap * li).sum(-1) + (An * ui).sum(-1)
+            lam = (Ap * ls + An * us).expand(n_c, K, -1).contiguous()
+            dv = dvar[j]
+            if dv is not None:
+                d = dv["d"]
+                dp = d.clamp(min=0.0)
+                lam.view(-1).index_add_(0, dv["at"], d.reshape(-1))
+                const.view(-1).index_add_(0, dv["at_c"], (-(dp * dv["U"] + (d - dp) * dv["L"])).reshape(-1))
             const = const + lam @ bs[j]
-            A = lam @ Ws[j]
-        return (A * xmid).sum(-1) - (A.abs() * xrad).sum(-1) + const
+            saved[j] = (Ap, An, ls, li, us, ui, xl_, xu_)
+            A = mm(lam, Ws[j])
+        val = (A * xmid).sum(-1) - (A.abs() * xrad).sum(-1) + const
+        if not want_grads:
+            return val, None, None
+        # The derivative sweep, upwards: z_j = d val / d lam_j, (n_c, K, n_j).
+        z = mm(xmid - torch.sign(A) * xrad, WTs[0]) + bs[0]
+        g_t, g_d = [[None, None] for _ in range(k)], [None] * k
+        for j in range(k):
+            Ap, An, ls, li, us, ui, xl_, xu_ = saved[j]
+            for i, (Aside, xc) in enumerate(((Ap, xl_), (An, xu_))):
+                p = params[j][i]
+                if p is None:
+                    continue
+                Az = Aside * z
+                if groups == 1:
+                    g = Az.sum(1).reshape(-1)[p["at2"]][:, None]
+                    if xc is not None:
+                        g = g - Aside.expand_as(Az).sum(1).reshape(-1)[p["at2"]][:, None] * xc
+                else:
+                    g = Az.reshape(-1)[p["at"]].reshape(-1, groups)
+                    if xc is not None:
+                        g = g - Aside.expand_as(Az).reshape(-1)[p["at"]].reshape(-1, groups) * xc
+                g_t[j][i] = g * p["width"]
+            dv = dvar[j]
+            if dv is not None:
+                d = dv["d"]
+                g_d[j] = z.reshape(-1)[dv["at"]].reshape(d.shape) - dv["U"] * (d >= 0).to(dtype) \
+                    - dv["L"] * (d <= 0).to(dtype)
+            if j + 1 < k:
+                pos = (Ap > 0).to(dtype) + (An == 0).to(dtype) - 1.0  # 1 where A >= 0, else 0
+                pos = pos.clamp(min=0.0)
+                lz, uz = ls * z + li, us * z + ui
+                z = mm(uz + pos * (lz - uz), WTs[j + 1]) + bs[j + 1]
+        return val, g_t, g_d
 
-    slope_leaves = [p["t"] for sp in params for p in sp if p is not None]
-    d_leaves = [d for d in dvar if d is not None]
-    leaves = slope_leaves + d_leaves
-    m1 = [torch.zeros_like(p) for p in leaves]
-    m2 = [torch.zeros_like(p) for p in leaves]
+    slots = [(j, i) for j, sp in enumerate(params) for i, p in enumerate(sp) if p is not None]
+    dslots = [j for j in range(k) if dvar[j] is not None]
+    tensors = [params[j][i]["t"] for j, i in slots] + [dvar[j]["d"] for j in dslots]
+    m1 = [torch.zeros_like(p) for p in tensors]
+    m2 = [torch.zeros_like(p) for p in tensors]
     beta1, beta2, tiny = 0.9, 0.999, 1e-8
     best_score = torch.full((n_c, groups), -torch.inf, dtype=dtype)
-    best = [[None if s is None else s.detach() for s in sp] for sp in free_slopes()]
-    best_d = [None if d is None else d.detach().clone() for d in dvar]
+    best = [p.clone() for p in tensors]
+    row_of = [torch.from_numpy(params[j][i]["rows"]) for j, i in slots] + \
+             [torch.from_numpy(dvar[j]["rows"]) for j in dslots]
     for it in range(steps + 1):
-        sl = free_slopes()
-        val = objective(sl)
-        with torch.no_grad():
-            score = val if groups > 1 else val.sum(-1, keepdim=True)
-            better = score > best_score
-            best_score = torch.where(better, score, best_score)
-            for j, sp in enumerate(sl):
-                for i, s in enumerate(sp):
-                    if s is not None:
-                        better_here = better[params[j][i]["rows"]]  # for the input of each free pair
-                        best[j][i] = torch.where(better_here, s.detach(), best[j][i])
-                if dvar[j] is not None:
-                    best_d[j] = torch.where(better[:, :, None], dvar[j] * dmask[j], best_d[j])
+        val, g_t, g_d = value_and_grads(it < steps)
+        score = val if groups > 1 else val.sum(-1, keepdim=True)
+        better = (score > best_score).to(dtype)
+        best_score = torch.maximum(score, best_score)
+        for q, p in enumerate(tensors):
+            take = better[row_of[q]]  # (P, groups): the input of each entry improved
+            if q >= len(slots) and groups == 1:
+                take = take.expand_as(p)
+            best[q] = p * take + best[q] * (1.0 - take)
         if it == steps:
             break
-        grads = torch.autograd.grad(val.sum(), leaves)
         lr = _ALPHA_LR * _ALPHA_LR_DECAY ** it
         lr_d = _BETA_LR * _ALPHA_LR_DECAY ** it
-        with torch.no_grad():
-            for q, (p, g, a, v) in enumerate(zip(leaves, grads, m1, m2)):
-                a.mul_(beta1).add_(g, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                step = (a / (1 - beta1 ** (it + 1))) / ((v / (1 - beta2 ** (it + 1))).sqrt() + tiny)
-                if q < len(slope_leaves):
-                    p.add_(step, alpha=lr).clamp_(0.0, 1.0)
-                else:
-                    p.add_(step, alpha=lr_d)
+        grads = [g_t[j][i] for j, i in slots] + [g_d[j] for j in dslots]
+        for q, (p, g, a, v) in enumerate(zip(tensors, grads, m1, m2)):
+            a.mul_(beta1).add_(g, alpha=1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            step = (a / (1 - beta1 ** (it + 1))) / ((v / (1 - beta2 ** (it + 1))).sqrt() + tiny)
+            if q < len(slots):
+                p.add_(step, alpha=lr).clamp_(0.0, 1.0)
+            else:
+                p.add_(step, alpha=lr_d)
 
-    out = []
+    out = [[None, None] for _ in range(k)]
     for j, r in enumerate(relax):
-        sides = []
         for i, s0 in enumerate((r.ls, r.us)):
-            if not free[j][i]:
-                sides.append(None)
-                continue
-            full = np.array(np.broadcast_to(s0.transpose(0, 2, 1), (n_c, s0.shape[2], groups)))
-            if params[j][i] is not None:
-                full[params[j][i]["mask"].numpy()] = best[j][i].numpy()
-            sides.append(full.transpose(0, 2, 1))
-        out.append(sides)
-    return out, [None if d is None else d.numpy().astype(np.float64) for d in best_d]
+            if free[j][i]:
+                out[j][i] = np.array(np.broadcast_to(s0, (n_c, groups, s0.shape[2])))
+    for q, (j, i) in enumerate(slots):
+        p = params[j][i]
+        out[j][i][p["rows"], :, p["cols"]] = (p["lo"] + p["width"] * best[q]).numpy()
+    out_d = [None] * k
+    for q, j in enumerate(dslots):
+        dv = dvar[j]
+        full = np.zeros((n_c, K, masks[j].shape[1]))
+        full[dv["rows"], :, dv["cols"]] = best[len(slots) + q].numpy()
+        out_d[j] = full
+    return out, out_d
