@@ -423,3 +423,29 @@ def test_envelope_values_convert_from_the_old_spelling():
     old = build_envelope(act, L, U, mode="hull", cuts=3)
     new = build_envelope(act, L, U, Hull(3))
     assert np.array_equal(old.slope, new.slope) and np.array_equal(old.intercept, new.intercept)
+
+
+@pytest.mark.parametrize("act", [Activation(ActKind.RELU), Activation(ActKind.LEAKY_RELU, alpha=0.1),
+                                 Activation(ActKind.LEAKY_RELU, alpha=2.0)], ids=str)
+def test_secant_shortcut_on_one_linear_piece_equals_the_search(act):
+    """The hull's end slopes skip the candidate search on intervals inside one linear piece of a
+    piecewise-linear activation: the answer (slope and stretch end) is bit-identical to the
+    search's, on random, degenerate and kink-touching intervals, for both sides and mirrors."""
+    from polylens.relax.lines import Oriented, _min_secant_from_left
+
+    rng = np.random.default_rng(3)
+    L = rng.normal(size=5000)
+    U = L + rng.exponential(1.0, size=L.shape)
+    U[:300] = L[:300]
+    L[300:400] = 0.0
+    U[400:500] = 0.0
+    L[400:500] = -rng.random(100)
+    L[500:520] = U[500:520] = 0.0
+    L = np.minimum(L, U)
+    for sigma in (1.0, -1.0):
+        for rho in (1.0, -1.0):
+            F = Oriented.of(act, sigma, rho)
+            a, b = (L, U) if rho > 0 else (-U, -L)
+            fast = _min_secant_from_left(F, a, b)
+            search = _min_secant_from_left(F, a[None], b[None])  # 2-D rows take the search
+            assert all(np.array_equal(x, y[0]) for x, y in zip(fast, search))

@@ -436,6 +436,18 @@ def _min_secant_from_left(F: Oriented, L: Array, U: Array, iters: int = _CHOICE_
     F'(t)(t - L) decreases there; found by :func:`_tangent_through`). Not rigorous: it only
     chooses slopes.
     """
+    if F.piece_slopes is not None and F.breaks and L.ndim == 1:
+        # Rows with no breakpoint strictly inside (L, U) lie on one linear piece: the answer is
+        # its slope, reached at U (what the candidates below give them). Only the rest (for relu:
+        # the unstable neurons, a small share of a network's) need the candidates.
+        brk = np.asarray(F.breaks)
+        cross = np.searchsorted(brk, U, side="left") > np.searchsorted(brk, L, side="right")
+        if not cross.all():
+            best, arg = np.array(F.d1_right(L), dtype=np.float64), np.array(U, dtype=np.float64)
+            rows = np.flatnonzero(cross)
+            if rows.size:
+                best[rows], arg[rows] = _min_secant_from_left(F, L[rows], U[rows], iters)
+            return best, arg
     fL = F.f(L)
     best = F.d1_right(L)
     arg = L.copy()

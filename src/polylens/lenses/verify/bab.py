@@ -767,12 +767,14 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                         results[q] = BabResult("unknown", reason=UnknownReason.STOPPED, nodes=int(nodes_of[q]),
                                                lp_solves=int(lp_of[q]), seconds=time.monotonic() - t0)
 
-    def unsafe(p: int, points: Array):
+    def unsafe(p: int, points: Array, logits: Array | None = None):
+        """(point, disjunct) of the first of ``points`` (clipped to problem p's box) where the real
+        network satisfies a disjunct, else None; ``logits``: the network's at the clipped points."""
         points = np.atleast_2d(points)
         if points.size == 0:
             return None
         points = np.clip(points, xl[p], xu[p])
-        hold = specs[p].holds(network(points))
+        hold = specs[p].holds(network(points) if logits is None else logits)
         hit = np.flatnonzero(hold.any(axis=1))
         if hit.size:
             i = int(hit[0])
@@ -854,10 +856,14 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
         idx = np.array(still)
         scores, corners = _score(network, [r.rows(idx) for r in relax], XL[idx], XU[idx], open_rows[idx],
                                  [c[idx] for c in can])
+        corners = np.clip(corners, XL[idx], XU[idx])
+        corner_logits = network(corners)  # one pass for the batch's corners
         for pos, i in enumerate(still):
             p = int(ps[i])
             if results[p] is None:
-                hit = unsafe(p, corners[pos])
+                hit = unsafe(p, corners[pos], corner_logits[pos:pos + 1])
+                if hit is not None:  # confirmed on the point alone, as every other point is
+                    hit = unsafe(p, corners[pos])
                 if hit is not None:
                     finish(p, "falsified", counterexample=hit[0], group=hit[1])
                 else:
