@@ -12,7 +12,8 @@ computed layer by layer with the same pass (spec ``[I; -I]``), intersected with 
 alpha-CROWN (:func:`alpha_crown`, ``BoundMethod.ALPHA_CROWN``) optimises the slopes of both lines
 of every neuron whose slope range is not a single point (for relu: the lower line of unstable
 neurons), per input and per specification row (per input only when the spec has many rows and the
-activation needs a grid search for its intercepts, see ``_PER_ROW_LIMIT``), by projected gradient ascent (Adam, torch autograd) inside
+activation needs a grid search for its intercepts, see ``_PER_ROW_LIMIT``), by projected gradient
+ascent (Adam on torch tensors, the gradient written out: see :func:`_optimise`) inside
 :func:`~polylens.relax.lines.slope_range`. The optimiser works on an approximate objective (float
 intercepts on a sampled grid); soundness never depends on it: the bound reported is recomputed in
 float64 by the rigorous backward pass with intercepts from
@@ -759,8 +760,7 @@ def _optimise(network: Network, k: int, relax: list[_Relaxation], ranges, free, 
                 g_d[j] = z.reshape(-1)[dv["at"]].reshape(d.shape) - dv["U"] * (d >= 0).to(dtype) \
                     - dv["L"] * (d <= 0).to(dtype)
             if j + 1 < k:
-                pos = (Ap > 0).to(dtype) + (An == 0).to(dtype) - 1.0  # 1 where A >= 0, else 0
-                pos = pos.clamp(min=0.0)
+                pos = (An == 0).to(dtype)  # 1 where A >= 0 (the lower line's side, zero included)
                 lz, uz = ls * z + li, us * z + ui
                 z = mm(uz + pos * (lz - uz), WTs[j + 1]) + bs[j + 1]
         return val, g_t, g_d
