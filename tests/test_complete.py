@@ -18,7 +18,7 @@ from polylens.lenses.verify.budget import Budget, UnknownReason
 from polylens.errors import InfeasibleError
 from polylens.lp.exact import build_milp
 from polylens.lp.highs import LPSolver, Sense, SolveStatus
-from polylens.lp.polytope import build_polytope
+from polylens.lp.polytope import Role, build_polytope
 from polylens.nn import Network
 from polylens.relax.envelopes import Hull
 
@@ -395,3 +395,101 @@ def test_pair_slope_shortcut_matches_the_search():
         L[100:150] = 0.0
         for sigma in (1.0, -1.0):
             assert np.array_equal(lines._pair_slope(act, L, U, sigma), lines._pair_slope_search(act, L, U, sigma))
+
+
+def _deep_net(seed: int, d: int = 4, h: int = 8, depth: int = 3, C: int = 3) -> Network:
+    rng = np.random.default_rng(seed)
+    widths = [d] + [h] * depth + [C]
+    return Network.from_arrays([rng.normal(size=(o, i)) / np.sqrt(i) * 1.5 for i, o in zip(widths, widths[1:])],
+                               [0.3 * rng.normal(size=o) for o in widths[1:]], "relu")
+
+
+def _exact_range(net: Network, xl, xu, layer: int, j: int) -> tuple[float, float]:
+    """The exact min and max of hidden layer ``layer``'s (1-based) pre-activation j over the box (MILP)."""
+    tr = net.truncated(layer)
+    b = crown_ibp_bounds(tr, xl[None], xu[None])
+    poly = build_milp(tr, xl, xu, [(L[0], U[0]) for L, U in zip(b.lower, b.upper)])
+    s = LPSolver(poly)
+    c = np.zeros(tr.n_classes)
+    c[j] = 1.0
+    cost = poly.cost({poly.handle(Role.LOGIT): c})
+    return s.solve(cost, Sense.MIN).objective, s.solve(cost, Sense.MAX).objective
+
+
+def test_refined_root_intervals_contain_the_exact_ranges():
+    """refine_root's intervals hold: each contains its neuron's exact range over the box (MILP), each
+    lies inside the intervals it started from, a stabilised neuron really keeps its sign, and
+    across the networks tried the refinement narrows some intervals and stabilises some neurons."""
+    from polylens.lenses.verify.bab import refine_root, root_bounds
+
+    narrowed = stabilised = 0
+    for seed in range(6):
+        net = _deep_net(seed)
+        x, xl, xu = _box(seed, 4, 0.3)
+        base = root_bounds(net, xl[None], xu[None], 5)
+        b, layers, items = refine_root(net, xl, xu, base, nodes=12, alpha_steps=5)
+        assert layers == net.n_hidden_layers
+        for l in range(net.n_hidden_layers):
+            assert np.all(b.lower[l] >= base.lower[l]) and np.all(b.upper[l] <= base.upper[l])
+            for j in range(net.hidden_widths[l]):
+                lo, hi = _exact_range(net, xl, xu, l + 1, j)
+                assert b.lower[l][0, j] <= lo + 1e-7 and hi - 1e-7 <= b.upper[l][0, j], (seed, l, j)
+            narrowed += int(np.sum(b.upper[l] - b.lower[l] < base.upper[l] - base.lower[l] - 1e-9))
+            stabilised += int(np.sum((base.lower[l] < 0) & (base.upper[l] > 0)
+                                     & ((b.lower[l] >= 0) | (b.upper[l] <= 0))))
+        assert all(2 <= r.layer <= layers for r in items)
+    assert narrowed >= 3 and stabilised >= 1, (narrowed, stabilised)
+
+
+def _refined_tree():
+    """A verified deep instance whose proof carries root refinements (found by trying seeds)."""
+    opts = BabOptions(lp="never", rebound="never", root_alpha_steps=5, batch=8, max_nodes=3000, refine_nodes=12)
+    for seed in range(100):
+        net = _deep_net(seed)
+        x, xl, xu = _box(seed, 4, 0.3)
+        y = int(net.predict(x[None])[0])
+        r = branch_and_bound(net, xl, xu, robustness_spec(y, 3), options=opts)
+        if r.status == "verified" and any(q.side == 0 and q.bound < 0 for q in r.tree.refinements) \
+                and any(q.bound == 0 for q in r.tree.refinements):
+            return net, xl, xu, r.tree
+    raise AssertionError("no verified instance with refinements among the seeds tried")
+
+
+def test_recheck_replays_refinements_and_rejects_tampered_ones():
+    """A tree whose root intervals were refined re-checks (also after a JSON round trip); with one
+    refinement's bound pushed past what its own tree proves, its tree replaced by a bare claim, or
+    a refinement named for a layer without one, it does not."""
+    net, xl, xu, tree = _refined_tree()
+    assert tree.refined_layers >= 2
+    assert recheck(tree, net, xl, xu).ok
+    assert recheck(ProofTree.from_dict(tree.to_dict()), net, xl, xu).ok
+    refs = list(tree.refinements)
+    k = next(i for i, q in enumerate(refs) if q.side == 0 and q.bound < 0)
+    pushed = refs[:k] + [replace(refs[k], bound=refs[k].bound + 0.5)] + refs[k + 1:]
+    assert not recheck(replace(tree, refinements=tuple(pushed)), net, xl, xu).ok
+    k = next(i for i, q in enumerate(refs) if q.bound == 0)
+    claim = replace(refs[k].tree, root=ProofNode((0,), "crown", (1.0,)))
+    bare = refs[:k] + [replace(refs[k], tree=claim)] + refs[k + 1:]
+    assert not recheck(replace(tree, refinements=tuple(bare)), net, xl, xu).ok
+    assert not recheck(replace(tree, refinements=(replace(refs[0], layer=1),) + tuple(refs[1:])), net, xl, xu).ok
+
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), eps=st.sampled_from([0.2, 0.4]))
+def test_refined_bab_agrees_with_exact_milp(seed, eps):
+    """With refined root intervals (three hidden layers), branch and bound still reaches the exact
+    MILP's verdict, and its verified trees re-check."""
+    net = _deep_net(seed)
+    x, xl, xu = _box(seed, 4, eps)
+    y = int(net.predict(x[None])[0])
+    m = _milp_margin(net, xl, xu, y)
+    opts = BabOptions(lp="never", rebound="never", root_alpha_steps=5, batch=8, max_nodes=3000, refine_nodes=12)
+    r = branch_and_bound(net, xl, xu, robustness_spec(y, 3), options=opts)
+    if abs(m) < 1e-6:
+        return
+    assert r.status == ("verified" if m > 0 else "falsified"), (m, r)
+    if r.status == "verified":
+        assert recheck(r.tree, net, xl, xu).ok
+    else:
+        z = net(r.counterexample[None])[0]
+        assert z[y] - np.delete(z, y).max() < 0

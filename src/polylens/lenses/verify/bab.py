@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -71,9 +71,8 @@ from polylens.validation import check_int
 
 Array = np.ndarray
 
-__all__ = ["BabOptions", "BabResult", "ProofNode", "ProofTree", "Spec", "branch_and_bound", "branch_and_bound_many",
-           "recheck",
-           "robustness_spec"]
+__all__ = ["BabOptions", "BabResult", "ProofNode", "ProofTree", "Refinement", "Spec", "branch_and_bound",
+           "branch_and_bound_many", "recheck", "refine_root", "refinement_spec", "robustness_spec"]
 
 #: A smooth neuron whose interval is narrower than this is not split again.
 MIN_SPLIT_WIDTH = 1e-4
@@ -176,7 +175,10 @@ class BabOptions:
     ``batch``: nodes expanded per step; ``max_nodes``: nodes bounded at most; ``envelope``: the LP's
     relaxation; ``attack_every``: run the caller's attack every this many batches (0: never);
     ``root_lp``, ``root_attack``: also solve the root's LP and attack from the box's centre (a caller
-    whose own LP and attack already failed on the box turns them off)."""
+    whose own LP and attack already failed on the box turns them off). ``refine_nodes``: on
+    piecewise-linear networks whose root leaves a disjunct open, tighten the root intervals of every
+    hidden layer after the first by a search of their own of at most this many nodes per unstable
+    neuron and side (:func:`refine_root`; 0: never), taking at most ``refine_share`` of the budget."""
 
     lp: str = "auto"
     rebound: str = "auto"
@@ -193,6 +195,8 @@ class BabOptions:
     alpha: bool = True
     root_alpha_steps: int = 0
     fsb: int = 3
+    refine_nodes: int = 0
+    refine_share: float = 0.3
 
     def __post_init__(self):
         for name in ("lp", "rebound", "beta"):
@@ -205,6 +209,10 @@ class BabOptions:
         check_int(self.beta_steps, "beta_steps", "BabOptions", 1, 10_000)
         check_int(self.root_alpha_steps, "root_alpha_steps", "BabOptions", 0, 10_000)
         check_int(self.fsb, "fsb", "BabOptions", 0, 100)
+        check_int(self.refine_nodes, "refine_nodes", "BabOptions", 0, 1_000_000)
+        if not (isinstance(self.refine_share, (int, float)) and 0 < self.refine_share <= 1):
+            raise ParameterError(f"The 'refine_share' parameter of BabOptions must be in (0, 1]. "
+                                 f"Got {self.refine_share!r} instead.")
         object.__setattr__(self, "envelope", check_envelope(self.envelope, "BabOptions"))
 
     def uses_lp(self, network: Network) -> bool:
@@ -319,15 +327,50 @@ class ProofNode:
 
 
 @dataclass(frozen=True, eq=False)
+class Refinement:
+    """One end of a root interval tightened by a search of its own: on the box, hidden layer
+    ``layer``'s (1-based, at least 2) pre-activation ``neuron`` is > ``bound`` (``side`` 0) or <
+    ``bound`` (side 1), as ``tree`` proves on ``network.truncated(layer)`` for the spec
+    :func:`refinement_spec` names, from the root intervals the refinements before it left."""
+
+    layer: int
+    neuron: int
+    side: int
+    bound: float
+    tree: "ProofTree"
+
+    def to_dict(self) -> dict:
+        return {"layer": self.layer, "neuron": self.neuron, "side": self.side, "bound": self.bound,
+                "tree": self.tree.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Refinement":
+        return cls(int(d["layer"]), int(d["neuron"]), int(d["side"]), float(d["bound"]), ProofTree.from_dict(d["tree"]))
+
+
+def refinement_spec(width: int, neuron: int, side: int, bound: float) -> Spec:
+    """The spec whose proof shows ``a[neuron] > bound`` (side 0) or ``a[neuron] < bound`` (side 1)
+    for outputs ``a`` of width ``width``: its one row ``±a[neuron] ∓ bound`` is the unsafe set."""
+    e = np.zeros(width)
+    e[neuron] = 1.0 if side == 0 else -1.0
+    return Spec(e[None], [-bound if side == 0 else bound], [0])
+
+
+@dataclass(frozen=True, eq=False)
 class ProofTree:
     """A branch-and-bound proof: the specification, how nodes were bounded (``rebound``, the LP
-    ``envelope``) and the root :class:`ProofNode`. :func:`recheck` verifies it."""
+    ``envelope``) and the root :class:`ProofNode`. The root intervals are the box's (alpha-CROWN's
+    with ``root_alpha_steps``), then, for hidden layers 2 .. ``refined_layers``, tightened by the
+    ``refinements`` of each layer and alpha-CROWN again on the layers after it
+    (:func:`refine_root`). :func:`recheck` verifies it all."""
 
     spec: Spec
     root: ProofNode
     rebound: bool
     envelope: Envelope = Hull()
     root_alpha_steps: int = 0
+    refined_layers: int = 0
+    refinements: tuple[Refinement, ...] = ()
 
     @property
     def n_nodes(self) -> int:
@@ -365,16 +408,21 @@ class ProofTree:
         return out
 
     def to_dict(self) -> dict:
-        return {"spec": self.spec.to_dict(), "rebound": self.rebound, "envelope": self.envelope.to_dict(),
-                "root_alpha_steps": self.root_alpha_steps,
-                "root": self.root.to_dict(), "nodes": self.n_nodes, "leaves": self.n_leaves, "depth": self.depth}
+        d = {"spec": self.spec.to_dict(), "rebound": self.rebound, "envelope": self.envelope.to_dict(),
+             "root_alpha_steps": self.root_alpha_steps,
+             "root": self.root.to_dict(), "nodes": self.n_nodes, "leaves": self.n_leaves, "depth": self.depth}
+        if self.refined_layers:
+            d["refined_layers"] = self.refined_layers
+            d["refinements"] = [r.to_dict() for r in self.refinements]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ProofTree":
         env = d.get("envelope") or {}
         envelope = Envelope.from_mode(env.get("mode", "hull"), int(env.get("cuts", 8) or 8), "ProofTree")
         return cls(Spec.from_dict(d["spec"]), ProofNode.from_dict(d["root"]), bool(d["rebound"]), envelope,
-                   int(d.get("root_alpha_steps", 0)))
+                   int(d.get("root_alpha_steps", 0)), int(d.get("refined_layers", 0)),
+                   tuple(Refinement.from_dict(r) for r in d.get("refinements", ())))
 
 
 @dataclass(frozen=True, eq=False)
@@ -382,7 +430,9 @@ class BabResult:
     """``status``: ``verified`` (``tree`` set), ``falsified`` (``counterexample`` (d,) set, with the
     ``group`` it satisfies) or ``unknown`` (``reason``: an :class:`UnknownReason`). ``lower``: the
     best global lower bound of the weakest open disjunct when the search stopped (+inf when
-    verified). ``nodes``: nodes bounded; ``lp_solves``; ``seconds``."""
+    verified). ``nodes``: nodes bounded; ``lp_solves``; ``seconds``. ``bound_tree``: for a search with
+    ``keep_bounds`` that reached its node limit, a tree proving that its one disjunct's row is above
+    ``lower`` on the whole box (the spec's offset lowered by ``lower``)."""
 
     status: str
     tree: ProofTree | None = None
@@ -393,6 +443,7 @@ class BabResult:
     nodes: int = 0
     lp_solves: int = 0
     seconds: float = 0.0
+    bound_tree: ProofTree | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,6 +505,108 @@ def root_bounds(network: Network, xl: Array, xu: Array, alpha_steps: int = 0):
     return b.intersect(Bounds(tuple(take([q.lower[l] for q in parts]) for l in range(len(b.lower))),
                               tuple(take([q.upper[l] for q in parts]) for l in range(len(b.upper))),
                               take([q.logit_lower for q in parts]), take([q.logit_upper for q in parts]), b.method))
+
+
+#: The search each refinement runs (:func:`refine_root`): alpha-beta-CROWN bounds, filtered smart
+#: branching, no LP but on fully split regions, no attack (a counterexample is only a corner or an
+#: LP optimum that reaches the neuron's other side).
+_REFINE_OPTIONS = BabOptions(lp="never", rebound="never", batch=256, attack_every=0, root_lp=False,
+                             root_attack=False)
+
+
+def _tighten(network: Network, xl: Array, xu: Array, b: Bounds, layer: int, items: Sequence[Refinement],
+             alpha_steps: int) -> Bounds:
+    """``b`` (one box) with hidden layer ``layer``'s (1-based) intervals narrowed by ``items``, then
+    every later layer bounded again by alpha-CROWN over them (``alpha_steps``; plain CROWN at 0)."""
+    lower = [np.array(a) for a in b.lower]
+    upper = [np.array(a) for a in b.upper]
+    for r in items:
+        if r.side == 0:
+            lower[layer - 1][0, r.neuron] = max(lower[layer - 1][0, r.neuron], r.bound)
+        else:
+            upper[layer - 1][0, r.neuron] = min(upper[layer - 1][0, r.neuron], r.bound)
+    out = Bounds(tuple(lower), tuple(upper), b.logit_lower, b.logit_upper, b.method)
+    if not items or layer == network.n_hidden_layers:
+        return out
+    return alpha_crown(network, xl[None], xu[None], intermediate=out, steps=alpha_steps)
+
+
+def _truncated_root(b: Bounds, layer: int, P: int = 1) -> Bounds:
+    """Root intervals of ``network.truncated(layer)`` from ``b`` (one box), repeated for P boxes."""
+    def rep(a):
+        return np.repeat(a, P, axis=0)
+    return Bounds(tuple(rep(a) for a in b.lower[:layer - 1]), tuple(rep(a) for a in b.upper[:layer - 1]),
+                  rep(b.lower[layer - 1]), rep(b.upper[layer - 1]), b.method)
+
+
+def refine_root(network: Network, xl: Array, xu: Array, base: Bounds, *, nodes: int, alpha_steps: int = 0,
+                budget: Budget | None = None) -> tuple[Bounds, int, tuple[Refinement, ...]]:
+    """Tighten the root intervals ``base`` of the box [xl, xu] (each (d,)) layer by layer, from
+    hidden layer 2 on: for every unstable neuron of the layer (L < 0 < U), one search per side on
+    ``network.truncated(layer)`` over the intervals before it tries to prove the neuron stable (a
+    > 0, or a < 0) within ``nodes`` nodes. A proof makes the neuron stable; a search that runs out
+    of nodes still proves its bound (the smallest over its open leaves, :class:`BabResult`
+    ``bound_tree``), which narrows the interval. The searches look for no counterexample: a neuron
+    that really takes both signs can still have its interval narrowed, and best-first expansion is
+    what raises a lower bound fastest. Then the later layers are bounded again by alpha-CROWN over
+    the narrowed intervals.
+    The search that proves most of a deep network's neurons stable is cheap next to the nodes it
+    saves: the branching that follows needs far fewer splits (alpha-beta-CROWN spends most of its
+    time on mnistfc refining these intervals by MILP; the proofs here are searches of the same
+    kind as the one they serve, so they are sound in floating point and re-checked).
+
+    Returns the tightened bounds, the last layer refined (0 when none) and the refinements, which
+    :func:`recheck` replays in the same order."""
+    budget = budget or Budget(None)
+    opts = replace(_REFINE_OPTIONS, max_nodes=nodes)
+    b, items, done = base, [], 0
+    for layer in range(2, network.n_hidden_layers + 1):
+        if budget.expired():
+            break
+        L, U = b.lower[layer - 1][0], b.upper[layer - 1][0]
+        unstable = np.flatnonzero((L < 0) & (U > 0))
+        got = []
+        if unstable.size:
+            tr = network.truncated(layer)
+            specs = [refinement_spec(tr.n_classes, int(j), side, 0.0) for j in unstable for side in (0, 1)]
+            P = len(specs)
+            res = branch_and_bound_many(tr, np.repeat(xl[None], P, 0), np.repeat(xu[None], P, 0), specs,
+                                        options=opts, budget=budget, root=_truncated_root(b, layer, P),
+                                        keep_bounds=True)
+            for k, r in enumerate(res):
+                j, side = int(unstable[k // 2]), k % 2
+                if r.status == "verified":
+                    got.append(Refinement(layer, j, side, 0.0, r.tree))
+                elif r.bound_tree is not None:
+                    bound = r.lower if side == 0 else -r.lower
+                    if (side == 0 and bound > L[j]) or (side == 1 and bound < U[j]):
+                        got.append(Refinement(layer, j, side, bound, r.bound_tree))
+        b = _tighten(network, xl, xu, b, layer, got, alpha_steps)
+        items += got
+        done = layer
+    return b, done, tuple(items)
+
+
+def _replay_refinements(network: Network, xl: Array, xu: Array, b: Bounds, tree: "ProofTree") -> Bounds | str:
+    """The root intervals ``tree``'s refinements prove from ``b`` (as :func:`refine_root` built
+    them), or why they do not."""
+    H = network.n_hidden_layers
+    if not (0 <= tree.refined_layers <= H) or any(not (2 <= r.layer <= tree.refined_layers) for r in tree.refinements):
+        return "a refinement names a layer the network does not have"
+    for layer in range(2, tree.refined_layers + 1):
+        items = [r for r in tree.refinements if r.layer == layer]
+        if not items:
+            continue
+        tr = network.truncated(layer)
+        sub = _truncated_root(b, layer)
+        for r in items:
+            if not (0 <= r.neuron < tr.n_classes and r.side in (0, 1) and math.isfinite(r.bound)):
+                return f"a refinement of layer {layer} names a neuron the network does not have"
+            why = recheck(r.tree, tr, xl, xu, refinement_spec(tr.n_classes, r.neuron, r.side, r.bound), root=sub)
+            if not why.ok:
+                return f"the refinement of layer {layer} neuron {r.neuron} side {r.side}: {why.problem}"
+        b = _tighten(network, xl, xu, b, layer, items, tree.root_alpha_steps)
+    return b
 
 
 def _round_add(v: Array, c: Array) -> Array:
@@ -658,6 +811,9 @@ class _Rec:
     split: Split | None = None
     kids: tuple[int, int] | None = None
     tuned: Tuned | None = None
+    own: float = -math.inf  # keep_bounds: the node's own bound of its one disjunct, how, and with what
+    own_method: str | None = None
+    own_tuned: Tuned | None = None
 
 
 def _assemble(recs: dict[int, _Rec], i: int) -> ProofNode:
@@ -668,6 +824,24 @@ def _assemble(recs: dict[int, _Rec], i: int) -> ProofNode:
                      r.lp_groups, r.tuned)
 
 
+def _assemble_at(recs: dict[int, _Rec], i: int, t: float) -> ProofNode:
+    """The tree of a one-disjunct search shifted to prove the disjunct's row > ``t`` (its offset
+    lowered by ``t``): a node proves it where its own bound is above ``t`` (with room for the
+    replay's rounding) or where it proved the unshifted row; bounds are shifted with it."""
+    r = recs[i]
+    if r.method == "empty":
+        node = ProofNode(r.proved, r.method, r.bounds, lp_groups=r.lp_groups)
+    elif r.proved:
+        node = ProofNode(r.proved, r.method, tuple(b - t for b in r.bounds), lp_groups=r.lp_groups, tuned=r.tuned)
+    elif r.own_method is not None and r.own - t > 2 * VERIFY_MARGIN:
+        node = ProofNode((0,), r.own_method, (r.own - t,), tuned=r.own_tuned)
+    else:
+        node = ProofNode()
+    if r.kids is None:
+        return node
+    return replace(node, split=r.split, low=_assemble_at(recs, r.kids[0], t), high=_assemble_at(recs, r.kids[1], t))
+
+
 def _row(a: Array, i: int) -> Array:
     """Row i of a (N, G, n) array, kept (1, G, n) in float32 (warm starts are starting points only)."""
     return a[i:i + 1].astype(np.float32)
@@ -676,12 +850,14 @@ def _row(a: Array, i: int) -> Array:
 def _stack_warm(parts: list, base: Array | None = None) -> Array | None:
     """Stack per-node warm-start arrays (1, G, n) into (N, G, n); a node without one takes its row of
     ``base`` (N, G', n), or zeros when ``base`` is None; None when no node has one."""
-    have = next((p for p in parts if p is not None), None)
-    if have is None:
+    have = [p for p in parts if p is not None]
+    if not have:
         return None
-    return np.concatenate([p.astype(np.float64) if p is not None
-                           else np.zeros(have.shape) if base is None
-                           else np.broadcast_to(base[i:i + 1], have.shape) for i, p in enumerate(parts)])
+    # Slopes shared by every row (groups 1: a layer the optimiser left alone) stand for each row's.
+    shape = (1, max([p.shape[1] for p in have] + ([] if base is None else [base.shape[1]])), have[0].shape[2])
+    return np.concatenate([np.broadcast_to(p.astype(np.float64), shape) if p is not None
+                           else np.zeros(shape) if base is None
+                           else np.broadcast_to(base[i:i + 1], shape) for i, p in enumerate(parts)])
 
 
 def _tuned_record(mult, base: list, i: int, rows: Array, path) -> Tuned:
@@ -717,14 +893,18 @@ def branch_and_bound(network: Network, xl: Array, xu: Array, spec: Spec, *, opti
 def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequence[Spec], *,
                           options: BabOptions = BabOptions(), budget: Budget | None = None,
                           attack: Callable[[int, Array], Array | None] | None = None,
-                          stop_when_falsified: bool = False) -> list[BabResult]:
+                          stop_when_falsified: bool = False, root: Bounds | None = None,
+                          keep_bounds: bool = False) -> list[BabResult]:
     """:func:`branch_and_bound` for P problems at once: boxes ``xl``, ``xu`` (P, d) and one spec each
     (all with the same rows-to-disjuncts layout). Their nodes share every vectorised bounding pass,
     which is what makes many small searches cheap (the relaxations' cost is mostly per call). Each
     problem gets at most ``options.max_nodes`` nodes; ``budget`` is shared (every problem ends by
     its deadline). ``attack(p, starts)``: the caller's attack for problem p. One result per problem.
     ``stop_when_falsified``: the problems are the disjuncts of one property, so the first
-    counterexample decides it: the others end ``unknown`` (reason ``stopped``)."""
+    counterexample decides it: the others end ``unknown`` (reason ``stopped``). ``root``: the boxes'
+    root intervals (default :func:`root_bounds`'s). ``keep_bounds`` (one-disjunct specs): the search
+    only raises its bound (it looks for no counterexample), and one that reaches its node limit
+    returns a tree proving that bound (``BabResult.bound_tree``)."""
     import time
 
     t0 = time.monotonic()
@@ -745,6 +925,12 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
         if not np.array_equal(sp.group, specs[0].group) or sp.strict != specs[0].strict:
             raise ParameterError("The specs of branch_and_bound_many must share their rows-to-disjuncts layout.")
     layout = specs[0]
+    if keep_bounds and layout.n_groups != 1:
+        raise ParameterError("keep_bounds needs specs of one disjunct.")
+    if root is not None and (not isinstance(root, Bounds) or tuple(a.shape for a in root.lower)
+                             != tuple((P, n) for n in network.hidden_widths)):
+        raise ParameterError(f"The 'root' parameter of branch_and_bound_many must be Bounds of the {P} boxes' "
+                             f"hidden layers {network.hidden_widths}.")
     Hs = np.stack([sp.H for sp in specs])
     h0s = np.stack([sp.h0 for sp in specs])
     rebound = options.rebounds(network)
@@ -781,9 +967,10 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
             return points[i].copy(), int(np.flatnonzero(hold[i])[0])
         return None
 
-    root_b = root_bounds(network, xl, xu, options.root_alpha_steps)
+    root_b = root if root is not None else root_bounds(network, xl, xu, options.root_alpha_steps)
     root_relax = [relax_layer(network.activations[l], root_b.lower[l], root_b.upper[l], l)
                   for l in range(network.n_hidden_layers)]
+    refined_of: dict[int, tuple[int, tuple[Refinement, ...]]] = {}
     recs: dict[int, _Rec] = {}
     heaps: list[list] = [[] for _ in range(P)]
     counter = [0]
@@ -842,6 +1029,10 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
             nd.open_g = tuple(g for g in nd.open_g if not proved[i, g])
             if not nd.open_g:
                 continue
+            if keep_bounds:
+                rec.own, rec.own_method = float(glb[i, 0]), "beta" if use_beta else "crown"
+                if use_beta:
+                    rec.own_tuned = _tuned_record(mult, relax, i, np.arange(layout.H.shape[0]), nd.path)
             worst = min(nd.open_g, key=lambda g: glb[i, g])
             nd.lb = max(nd.lb, float(glb[i, worst]))  # a parent's bound holds on its children too
             if use_beta:
@@ -860,7 +1051,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
         corner_logits = network(corners)  # one pass for the batch's corners
         for pos, i in enumerate(still):
             p = int(ps[i])
-            if results[p] is None:
+            if results[p] is None and not keep_bounds:
                 hit = unsafe(p, corners[pos], corner_logits[pos:pos + 1])
                 if hit is not None:  # confirmed on the point alone, as every other point is
                     hit = unsafe(p, corners[pos])
@@ -899,7 +1090,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                 if lp_empty:
                     rec.method, rec.proved, rec.bounds, rec.lp_groups = "empty", nd.open_g, (), nd.open_g
                     continue
-                hit = unsafe(p, np.array(pts)) if pts else None
+                hit = unsafe(p, np.array(pts)) if pts and not keep_bounds else None
                 if hit is not None:
                     finish(p, "falsified", counterexample=hit[0], group=hit[1])
                     continue
@@ -939,6 +1130,38 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
 
     attack_seconds = [0.0]
 
+    def rebound_roots(opened: list[_Node]) -> list[_Node]:
+        """The open roots again, on root intervals tightened by :func:`refine_root` (once per
+        distinct box, within ``refine_share`` of the budget)."""
+        nonlocal root_relax
+        H_ = network.n_hidden_layers
+        old = {prob_of[nd.id]: nd for nd in opened}
+        ps_open = sorted(old)
+        sub = budget.sub(options.refine_share * budget.remaining() if budget.seconds is not None else None)
+        lower = [np.array(a) for a in root_b.lower]
+        upper = [np.array(a) for a in root_b.upper]
+        done: dict[bytes, tuple] = {}
+        for p in ps_open:
+            key = np.concatenate([xl[p], xu[p]]).tobytes()
+            if key not in done:
+                one = Bounds(tuple(a[p:p + 1] for a in root_b.lower), tuple(a[p:p + 1] for a in root_b.upper),
+                             root_b.logit_lower[p:p + 1], root_b.logit_upper[p:p + 1], root_b.method)
+                done[key] = refine_root(network, xl[p], xu[p], one, nodes=options.refine_nodes,
+                                        alpha_steps=options.root_alpha_steps, budget=sub)
+            b, layers, items = done[key]
+            refined_of[p] = (layers, items)
+            for l in range(H_):
+                lower[l][p], upper[l][p] = b.lower[l][0], b.upper[l][0]
+        root_relax = [relax_layer(network.activations[l], lower[l], upper[l], l) for l in range(H_)]
+        fresh = []
+        for p in ps_open:
+            nd = new_node(p, [lower[l][p].copy() for l in range(H_)], [upper[l][p].copy() for l in range(H_)],
+                          tuple(range(layout.n_groups)), 0)
+            nd.warm = old[p].warm
+            roots[p] = nd
+            fresh.append(nd)
+        return bound(fresh, H_, False)
+
     def try_attack(p, starts):
         if attack is None or results[p] is not None or budget.expired():
             return
@@ -963,7 +1186,10 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                 try_attack(p, ((xl[p] + xu[p]) / 2)[None])
         live = [nd for nd in roots if results[prob_of[nd.id]] is None]
         if live:
-            for nd in bound(live, network.n_hidden_layers, options.root_lp):
+            opened = bound(live, network.n_hidden_layers, options.root_lp)
+            if opened and options.refine_nodes and pl and network.n_hidden_layers >= 2:
+                opened = rebound_roots(opened)
+            for nd in opened:
                 heapq.heappush(heaps[prob_of[nd.id]], (nd.lb, nd.id, nd))
         steps = 0
         while True:
@@ -976,7 +1202,14 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
             per = max(1, options.batch // len(active))
             for p in active:
                 if nodes_of[p] >= options.max_nodes:
-                    finish(p, "unknown", reason=UnknownReason.NODES, lower=heaps[p][0][0])
+                    lower, kept = heaps[p][0][0], None
+                    if keep_bounds and not tie[p] and math.isfinite(lower):
+                        # Every open leaf has a node on its path whose own bound is >= lower.
+                        lower -= 1e-6 * (1.0 + abs(lower))
+                        kept = ProofTree(Spec(specs[p].H, specs[p].h0 - lower, specs[p].group, specs[p].strict),
+                                         _assemble_at(recs, roots[p].id, lower), rebound, options.envelope,
+                                         options.root_alpha_steps)
+                    finish(p, "unknown", reason=UnknownReason.NODES, lower=lower, bound_tree=kept)
                     continue
                 batch += [heapq.heappop(heaps[p])[2] for _ in range(min(per, len(heaps[p])))]
             if not batch:
@@ -1013,8 +1246,9 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
         if tie[p]:
             finish(p, "unknown", reason=UnknownReason.TIE, lower=float(tied_lb[p]))
         else:
+            layers, items = refined_of.get(p, (0, ()))
             finish(p, "verified", tree=ProofTree(specs[p], _assemble(recs, roots[p].id), rebound, options.envelope,
-                                                 options.root_alpha_steps),
+                                                 options.root_alpha_steps, layers, items),
                    lower=math.inf)
     return results
 
@@ -1044,11 +1278,14 @@ class Recheck:
         return self.ok
 
 
-def recheck(tree: ProofTree, network: Network, xl: Array, xu: Array, spec: Spec | None = None) -> Recheck:
+def recheck(tree: ProofTree, network: Network, xl: Array, xu: Array, spec: Spec | None = None, *,
+            root: Bounds | None = None) -> Recheck:
     """Replay ``tree`` on the box [xl, xu] from scratch and accept it only if it proves ``spec``
     (default: the tree's own): every bound is re-derived (root bounds, each split's narrowing, the
     rebounding, CROWN or the LP as the node says), every claimed disjunct must be proved by the
-    re-derived bound, and every leaf must have every disjunct proved on its path or be empty."""
+    re-derived bound, and every leaf must have every disjunct proved on its path or be empty.
+    ``root``: the box's root intervals when they are given (a refinement's search), instead of
+    :func:`root_bounds`'s; the tree's refinements are re-checked before they narrow them."""
     if not isinstance(tree, ProofTree):
         raise ParameterError(f"The 'tree' parameter of recheck must be a ProofTree. Got {type(tree).__name__} instead.")
     spec = tree.spec if spec is None else spec
@@ -1058,7 +1295,11 @@ def recheck(tree: ProofTree, network: Network, xl: Array, xu: Array, spec: Spec 
         return Recheck(False, 0, "the tree proves another specification")
     xl = np.asarray(xl, dtype=np.float64).ravel()
     xu = np.asarray(xu, dtype=np.float64).ravel()
-    b = root_bounds(network, xl[None], xu[None], tree.root_alpha_steps)
+    b = root if root is not None else root_bounds(network, xl[None], xu[None], tree.root_alpha_steps)
+    if tree.refined_layers or tree.refinements:
+        b = _replay_refinements(network, xl, xu, b, tree)
+        if isinstance(b, str):
+            return Recheck(False, 0, b)
     count = [0]
     all_g = set(range(spec.n_groups))
     XL, XU = xl[None], xu[None]
