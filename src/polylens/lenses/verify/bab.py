@@ -67,7 +67,7 @@ from polylens.nn.activations import Family
 from polylens.nn.network import Network
 from polylens.relax.envelopes import Envelope, Hull, check_envelope
 from polylens.tolerances import VERIFY_MARGIN
-from polylens.validation import check_int
+from polylens.validation import check_float, check_int
 
 Array = np.ndarray
 
@@ -210,9 +210,7 @@ class BabOptions:
         check_int(self.root_alpha_steps, "root_alpha_steps", "BabOptions", 0, 10_000)
         check_int(self.fsb, "fsb", "BabOptions", 0, 100)
         check_int(self.refine_nodes, "refine_nodes", "BabOptions", 0, 1_000_000)
-        if not (isinstance(self.refine_share, (int, float)) and 0 < self.refine_share <= 1):
-            raise ParameterError(f"The 'refine_share' parameter of BabOptions must be in (0, 1]. "
-                                 f"Got {self.refine_share!r} instead.")
+        check_float(self.refine_share, "refine_share", "BabOptions", 0.0, 1.0, lo_open=True)
         object.__setattr__(self, "envelope", check_envelope(self.envelope, "BabOptions"))
 
     def uses_lp(self, network: Network) -> bool:
@@ -564,7 +562,7 @@ def refine_root(network: Network, xl: Array, xu: Array, base: Bounds, *, nodes: 
         if budget.expired():
             break
         L, U = b.lower[layer - 1][0], b.upper[layer - 1][0]
-        unstable = np.flatnonzero((L < 0) & (U > 0))
+        unstable = np.flatnonzero(b.unstable(layer - 1)[0])
         got = []
         if unstable.size:
             tr = network.truncated(layer)
@@ -816,21 +814,14 @@ class _Rec:
     own_tuned: Tuned | None = None
 
 
-def _assemble(recs: dict[int, _Rec], i: int) -> ProofNode:
+def _assemble(recs: dict[int, _Rec], i: int, t: float | None = None) -> ProofNode:
+    """The proof tree below node ``i``. With ``t`` (a one-disjunct search): the tree shifted to prove
+    the disjunct's row > ``t`` (its offset lowered by ``t``): a node proves it where its own bound
+    is above ``t`` (with room for the replay's rounding) or where it proved the unshifted row;
+    bounds are shifted with it."""
     r = recs[i]
-    if r.kids is None:
-        return ProofNode(r.proved, r.method, r.bounds, lp_groups=r.lp_groups, tuned=r.tuned)
-    return ProofNode(r.proved, r.method, r.bounds, r.split, _assemble(recs, r.kids[0]), _assemble(recs, r.kids[1]),
-                     r.lp_groups, r.tuned)
-
-
-def _assemble_at(recs: dict[int, _Rec], i: int, t: float) -> ProofNode:
-    """The tree of a one-disjunct search shifted to prove the disjunct's row > ``t`` (its offset
-    lowered by ``t``): a node proves it where its own bound is above ``t`` (with room for the
-    replay's rounding) or where it proved the unshifted row; bounds are shifted with it."""
-    r = recs[i]
-    if r.method == "empty":
-        node = ProofNode(r.proved, r.method, r.bounds, lp_groups=r.lp_groups)
+    if t is None or r.method == "empty":
+        node = ProofNode(r.proved, r.method, r.bounds, lp_groups=r.lp_groups, tuned=r.tuned)
     elif r.proved:
         node = ProofNode(r.proved, r.method, tuple(b - t for b in r.bounds), lp_groups=r.lp_groups, tuned=r.tuned)
     elif r.own_method is not None and r.own - t > 2 * VERIFY_MARGIN:
@@ -839,7 +830,7 @@ def _assemble_at(recs: dict[int, _Rec], i: int, t: float) -> ProofNode:
         node = ProofNode()
     if r.kids is None:
         return node
-    return replace(node, split=r.split, low=_assemble_at(recs, r.kids[0], t), high=_assemble_at(recs, r.kids[1], t))
+    return replace(node, split=r.split, low=_assemble(recs, r.kids[0], t), high=_assemble(recs, r.kids[1], t))
 
 
 def _row(a: Array, i: int) -> Array:
@@ -1207,7 +1198,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                         # Every open leaf has a node on its path whose own bound is >= lower.
                         lower -= 1e-6 * (1.0 + abs(lower))
                         kept = ProofTree(Spec(specs[p].H, specs[p].h0 - lower, specs[p].group, specs[p].strict),
-                                         _assemble_at(recs, roots[p].id, lower), rebound, options.envelope,
+                                         _assemble(recs, roots[p].id, lower), rebound, options.envelope,
                                          options.root_alpha_steps)
                     finish(p, "unknown", reason=UnknownReason.NODES, lower=lower, bound_tree=kept)
                     continue

@@ -42,8 +42,8 @@ from polylens.relax.envelopes import Hull
 #: prop_0 at eps 0.03 beta bounds decide in 5.8 s what an LP at every node decided in 10.2 s.
 #: Where the root leaves a disjunct open, the root intervals of layers 2 and up are refined first
 #: (``refine_nodes``: a search of 100 nodes per unstable neuron and side, within 30% of the
-#: budget): on 256x4 prop_0 at eps 0.03 the last layer's unstable neurons go from 63 to 29 and the
-#: instance is proved in about 10 s, a timeout at 120 s without it; prop_10 at eps 0.05 in 32.6 s
+#: budget): on 256x4 prop_0 at eps 0.03 the last layer's unstable neurons go from 63 to 21 and the
+#: instance is proved in 18.9 s, a timeout at 120 s without it; prop_10 at eps 0.05 in 32.6 s
 #: (75.6 s with 50 nodes). No node limit: the budget ends the search.
 VNNCOMP_OPTIONS = BabOptions(lp="never", rebound="never", envelope=Hull(2), batch=128, root_alpha_steps=20,
                              refine_nodes=100, max_nodes=10_000_000)
