@@ -493,3 +493,59 @@ def test_refined_bab_agrees_with_exact_milp(seed, eps):
     else:
         z = net(r.counterexample[None])[0]
         assert z[y] - np.delete(z, y).max() < 0
+
+
+class _Countdown(Budget):
+    """A budget that runs out at its n-th look at the clock, whatever the time (deterministic)."""
+
+    def __init__(self, looks: int):
+        super().__init__(None)
+        self.looks = looks
+
+    def expired(self) -> bool:
+        self.looks -= 1
+        return self.looks < 0
+
+
+def test_bound_searches_cut_by_the_budget_keep_what_they_proved():
+    """Searches that only raise a bound (keep_bounds: refine_root's) and are cut by the budget mid-
+    search still return a tree proving the bound they reached: it re-checks, holds against the
+    neuron's exact range (MILP), and some improve on the interval they started from; a search
+    whose tree was complete when the budget ran out ends verified."""
+    from polylens.lenses.verify.bab import _truncated_root, branch_and_bound_many, refinement_spec, root_bounds
+
+    improved = kept = 0
+    for seed in range(6):
+        net = _deep_net(seed)
+        x, xl, xu = _box(seed, 4, 0.3)
+        layer = 3
+        base = root_bounds(net, xl[None], xu[None], 5)
+        unstable = np.flatnonzero(base.unstable(layer - 1)[0])
+        if not unstable.size:
+            continue
+        tr = net.truncated(layer)
+        specs = [refinement_spec(tr.n_classes, int(j), side, 0.0) for j in unstable for side in (0, 1)]
+        P = len(specs)
+        opts = BabOptions(lp="never", rebound="never", batch=4, attack_every=0, root_lp=False, root_attack=False,
+                          max_nodes=10_000)
+        res = branch_and_bound_many(tr, np.repeat(xl[None], P, 0), np.repeat(xu[None], P, 0), specs, options=opts,
+                                    budget=_Countdown(4), root=_truncated_root(base, layer, P), keep_bounds=True)
+        for k, r in enumerate(res):
+            j, side = int(unstable[k // 2]), k % 2
+            lo, hi = _exact_range(net, xl, xu, layer, j)
+            if r.status == "verified":
+                assert (lo > -1e-7) if side == 0 else (hi < 1e-7), (seed, j, side)
+                assert recheck(r.tree, tr, xl, xu, root=_truncated_root(base, layer)).ok
+                continue
+            assert r.status == "unknown" and r.reason is UnknownReason.BUDGET
+            if r.bound_tree is None:
+                continue
+            kept += 1
+            assert recheck(r.bound_tree, tr, xl, xu, root=_truncated_root(base, layer)).ok, (seed, j, side)
+            if side == 0:
+                assert r.lower <= lo + 1e-7
+                improved += r.lower > base.lower[layer - 1][0, j] + 1e-9
+            else:
+                assert -r.lower >= hi - 1e-7
+                improved += -r.lower < base.upper[layer - 1][0, j] - 1e-9
+    assert kept >= 5 and improved >= 1, (kept, improved)

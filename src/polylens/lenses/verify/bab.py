@@ -429,8 +429,8 @@ class BabResult:
     ``group`` it satisfies) or ``unknown`` (``reason``: an :class:`UnknownReason`). ``lower``: the
     best global lower bound of the weakest open disjunct when the search stopped (+inf when
     verified). ``nodes``: nodes bounded; ``lp_solves``; ``seconds``. ``bound_tree``: for a search with
-    ``keep_bounds`` that reached its node limit, a tree proving that its one disjunct's row is above
-    ``lower`` on the whole box (the spec's offset lowered by ``lower``)."""
+    ``keep_bounds`` that reached its node limit or its budget, a tree proving that its one
+    disjunct's row is above ``lower`` on the whole box (the spec's offset lowered by ``lower``)."""
 
     status: str
     tree: ProofTree | None = None
@@ -456,26 +456,56 @@ class _Batch:
     U: list
 
 
-def _rebound(network: Network, xl: Array, xu: Array, b: _Batch, start: int, rebound: bool, base=None):
+def _splittable_cols(act, L: Array, U: Array) -> Array:
+    """(N, n) neurons of one layer whose interval matters to the relaxation: a piecewise-linear
+    activation's unstable neurons (its lines are exact on the others whatever their interval), every
+    smooth neuron not already narrower than :data:`MIN_SPLIT_WIDTH`."""
+    if act.spec.family is Family.PIECEWISE_LINEAR:
+        return (L < 0) & (U > 0)
+    return (U - L) > MIN_SPLIT_WIDTH * (1.0 + np.maximum(np.abs(L), np.abs(U)))
+
+
+def _rebound(network: Network, xl: Array, xu: Array, b: _Batch, start, rebound: bool, base=None):
     """Relaxations of every hidden layer for the N regions of ``b``; with ``rebound`` the layers from
-    ``start`` (0-based) on are bounded again by CROWN over the earlier ones and intersected with the
-    given intervals. ``base``: per layer, relaxations of the same regions on reference intervals
-    (the roots'), whose lines are reused wherever an interval is unchanged. Returns (relaxations,
-    empty (N,) regions proved empty, the updated batch)."""
+    ``start`` (0-based; one for all regions or (N,) one each: the layer after a region's own split)
+    on are bounded again over the earlier ones and intersected with the given intervals: interval
+    propagation for every neuron, and CROWN for the neurons whose interval matters to the relaxation
+    (:func:`_splittable_cols`; a stable relu is exact whatever its interval, so its rows would
+    cost the pass's time for nothing). ``base``: per layer, relaxations of the same regions on
+    reference intervals (the roots'), whose lines are reused wherever an interval is unchanged.
+    Returns (relaxations, empty (N,) regions proved empty, the updated batch)."""
     N = b.L[0].shape[0]
     empty = np.zeros(N, bool)
     H = network.n_hidden_layers
+    starts = np.broadcast_to(np.asarray(start), (N,))
     relax = []
     L_out, U_out = list(b.L), list(b.U)
     for k in range(H):
         L, U = L_out[k], U_out[k]
-        if rebound and k >= max(start, 1):
-            lo_z, hi_z = relax[k - 1].zlo, relax[k - 1].zhi
-            Li, Ui = interval_affine(network.layers[k].W, network.layers[k].b, lo_z, hi_z)
-            lb = backward_bounds(network, k, relax, xl, xu, None)
-            n = network.layers[k].out_features
-            L = np.maximum(np.maximum(L, Li), lb[:, :n])
-            U = np.minimum(np.minimum(U, Ui), -lb[:, n:])
+        sel = np.flatnonzero(starts <= k) if rebound and k >= 1 else np.zeros(0, dtype=int)
+        if sel.size:
+            L, U = L.copy(), U.copy()
+            prev = relax[k - 1].rows(sel)
+            Li, Ui = interval_affine(network.layers[k].W, network.layers[k].b, prev.zlo, prev.zhi)
+            L[sel], U[sel] = np.maximum(L[sel], Li), np.minimum(U[sel], Ui)
+            cols = _splittable_cols(network.activations[k], L[sel], U[sel])
+            cnt = cols.sum(axis=1)
+            K = int(cnt.max()) if cnt.size else 0
+            if K:
+                # Rows +e_j and -e_j for each region's own neurons (padded by zero rows, ignored).
+                n = network.layers[k].out_features
+                idx = np.argsort(~cols, axis=1, kind="stable")[:, :K]
+                valid = np.arange(K)[None, :] < cnt[:, None]
+                C = np.zeros((sel.size, 2 * K, n))
+                r = np.arange(sel.size)[:, None]
+                C[r, np.arange(K)[None, :], idx] = valid
+                C[r, K + np.arange(K)[None, :], idx] = -valid.astype(np.float64)
+                lb = backward_bounds(network, k, [q.rows(sel) for q in relax], xl[sel], xu[sel], C)
+                ii, rr = np.nonzero(valid)
+                jj = idx[ii, rr]
+                gi = sel[ii]
+                L[gi, jj] = np.maximum(L[gi, jj], lb[ii, rr])
+                U[gi, jj] = np.minimum(U[gi, jj], -lb[ii, K + rr])
         bad = L > U
         if bad.any():
             empty |= bad.any(axis=1)
@@ -543,8 +573,8 @@ def refine_root(network: Network, xl: Array, xu: Array, base: Bounds, *, nodes: 
     hidden layer 2 on: for every unstable neuron of the layer (L < 0 < U), one search per side on
     ``network.truncated(layer)`` over the intervals before it tries to prove the neuron stable (a
     > 0, or a < 0) within ``nodes`` nodes. A proof makes the neuron stable; a search that runs out
-    of nodes still proves its bound (the smallest over its open leaves, :class:`BabResult`
-    ``bound_tree``), which narrows the interval. The searches look for no counterexample: a neuron
+    of nodes or is cut off by the budget still proves its bound (the smallest over its open leaves,
+    :class:`BabResult` ``bound_tree``), which narrows the interval. The searches look for no counterexample: a neuron
     that really takes both signs can still have its interval narrowed, and best-first expansion is
     what raises a lower bound fastest. Then the later layers are bounded again by alpha-CROWN over
     the narrowed intervals.
@@ -625,13 +655,7 @@ def _crown_rows_many(network: Network, relax, xl: Array, xu: Array, H: Array, h0
 
 
 def _splittable(network: Network, b: _Batch) -> list[Array]:
-    out = []
-    for act, L, U in zip(network.activations, b.L, b.U):
-        if act.spec.family is Family.PIECEWISE_LINEAR:
-            out.append((L < 0) & (U > 0))
-        else:
-            out.append((U - L) > MIN_SPLIT_WIDTH * (1.0 + np.maximum(np.abs(L), np.abs(U))))
-    return out
+    return [_splittable_cols(act, L, U) for act, L, U in zip(network.activations, b.L, b.U)]
 
 
 def _gap(act, L: Array, U: Array, slope: Array, icpt: Array, upper: bool) -> Array:
@@ -894,8 +918,9 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
     ``stop_when_falsified``: the problems are the disjuncts of one property, so the first
     counterexample decides it: the others end ``unknown`` (reason ``stopped``). ``root``: the boxes'
     root intervals (default :func:`root_bounds`'s). ``keep_bounds`` (one-disjunct specs): the search
-    only raises its bound (it looks for no counterexample), and one that reaches its node limit
-    returns a tree proving that bound (``BabResult.bound_tree``)."""
+    only raises its bound (it looks for no counterexample), and one that reaches its node limit or
+    the budget returns a tree proving that bound (``BabResult.bound_tree``). A problem whose tree
+    was complete when the budget ran out (others still searching) ends verified all the same."""
     import time
 
     t0 = time.monotonic()
@@ -968,10 +993,11 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
     best_points: list[list[Array]] = [[] for _ in range(P)]
     prob_of: dict[int, int] = {}
 
-    def bound(nodes: list[_Node], start: int, lp_here: bool = True) -> list[_Node]:
+    def bound(nodes: list[_Node], start, lp_here: bool = True) -> list[_Node]:
         """Bound a batch of fresh nodes (of any problems): records what each proves, looks for
-        counterexamples, and returns the nodes still open (with their split chosen). ``lp_here``:
-        the LP may run on these nodes (the root's LP is optional)."""
+        counterexamples, and returns the nodes still open (with their split chosen). ``start``: the
+        first layer to bound again (one for all, or one per node); ``lp_here``: the LP may run on
+        these nodes (the root's LP is optional)."""
         n = len(nodes)
         ps = np.array([prob_of[nd.id] for nd in nodes])
         np.add.at(nodes_of, ps, 1)
@@ -1169,6 +1195,21 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                     finish(q, "falsified", counterexample=h[0], group=h[1])
                     break
 
+    inflight: list[_Node] = []  # the nodes taken off the heaps whose children are being bounded
+    searching = [False]  # the roots are bounded and every open node is on a heap or in flight
+
+    def kept_bound(p: int) -> tuple[float, ProofTree | None]:
+        """(lower, tree): the smallest bound among problem p's open nodes (on its heap or in flight)
+        and, with ``keep_bounds``, a tree proving the row above it (rounded down for the replay)."""
+        lower = min([e[0] for e in heaps[p]] + [nd.lb for nd in inflight if prob_of[nd.id] == p], default=-math.inf)
+        if not (keep_bounds and not tie[p] and math.isfinite(lower)):
+            return lower, None
+        # Every open leaf has a node on its path whose own bound is >= lower.
+        lower -= 1e-6 * (1.0 + abs(lower))
+        return lower, ProofTree(Spec(specs[p].H, specs[p].h0 - lower, specs[p].group, specs[p].strict),
+                                _assemble(recs, roots[p].id, lower), rebound, options.envelope,
+                                options.root_alpha_steps)
+
     roots = [new_node(p, [a[p].copy() for a in root_b.lower], [a[p].copy() for a in root_b.upper],
                       tuple(range(layout.n_groups)), 0) for p in range(P)]
     try:
@@ -1182,6 +1223,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                 opened = rebound_roots(opened)
             for nd in opened:
                 heapq.heappush(heaps[prob_of[nd.id]], (nd.lb, nd.id, nd))
+        searching[0] = True
         steps = 0
         while True:
             active = [p for p in range(P) if results[p] is None and heaps[p]]
@@ -1193,19 +1235,14 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
             per = max(1, options.batch // len(active))
             for p in active:
                 if nodes_of[p] >= options.max_nodes:
-                    lower, kept = heaps[p][0][0], None
-                    if keep_bounds and not tie[p] and math.isfinite(lower):
-                        # Every open leaf has a node on its path whose own bound is >= lower.
-                        lower -= 1e-6 * (1.0 + abs(lower))
-                        kept = ProofTree(Spec(specs[p].H, specs[p].h0 - lower, specs[p].group, specs[p].strict),
-                                         _assemble(recs, roots[p].id, lower), rebound, options.envelope,
-                                         options.root_alpha_steps)
+                    lower, kept = kept_bound(p)
                     finish(p, "unknown", reason=UnknownReason.NODES, lower=lower, bound_tree=kept)
                     continue
                 batch += [heapq.heappop(heaps[p])[2] for _ in range(min(per, len(heaps[p])))]
+            inflight = batch
             if not batch:
                 continue
-            kids, start = [], network.n_hidden_layers
+            kids, starts = [], []
             for nd in batch:
                 p = prob_of[nd.id]
                 path = nd.path + ((nd.split.layer - 1, nd.split.neuron),)
@@ -1216,9 +1253,10 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                 nd.warm = None
                 recs[nd.id].split, recs[nd.id].kids = nd.split, (lo.id, hi.id)
                 kids += [lo, hi]
-                start = min(start, nd.split.layer)  # 0-based index of the first layer after the split
-            for nd in bound(kids, start):
+                starts += [nd.split.layer] * 2  # 0-based index of the first layer after the split
+            for nd in bound(kids, np.array(starts)):
                 heapq.heappush(heaps[prob_of[nd.id]], (nd.lb, nd.id, nd))
+            inflight = []
             steps += 1
             if (attack is not None and options.attack_every and steps % options.attack_every == 0
                     and attack_seconds[0] <= _ATTACK_SHARE * (time.monotonic() - t0)):
@@ -1232,7 +1270,12 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                             try_attack(p, np.stack(best_points[p]))
     except _OutOfBudget:
         for p in range(P):
-            finish(p, "unknown", reason=UnknownReason.BUDGET, lower=heaps[p][0][0] if heaps[p] else -math.inf)
+            if not searching[0]:
+                finish(p, "unknown", reason=UnknownReason.BUDGET)
+            elif heaps[p] or any(prob_of[nd.id] == p for nd in inflight):
+                lower, kept = kept_bound(p)
+                finish(p, "unknown", reason=UnknownReason.BUDGET, lower=lower, bound_tree=kept)
+            # else: every leaf of p's tree is proved (or tied): it ends below as if the search went on.
     for p in range(P):
         if tie[p]:
             finish(p, "unknown", reason=UnknownReason.TIE, lower=float(tied_lb[p]))
