@@ -347,7 +347,8 @@ def test_recheck_replays_multipliers_and_rejects_tampered_ones():
 
         def nodes(n):
             return [] if n is None else [n] + nodes(n.low) + nodes(n.high)
-        tuned = [n for n in nodes(tree.root) if n.tuned is not None and n.tuned.d]
+        tuned = [n for n in nodes(tree.root) if n.tuned is not None
+                 and any(v != 0 for _, _, vals in n.tuned.d for v in vals)]
         if not tuned:
             continue
 
@@ -357,7 +358,12 @@ def test_recheck_replays_multipliers_and_rejects_tampered_ones():
             if n is target:
                 return new
             return replace(n, low=swap(n.low, target, new), high=swap(n.high, target, new))
-        target = tuned[0]
+        # A node whose proof needs its multipliers: without them, CROWN alone does not prove it.
+        needed = [n for n in tuned if not recheck(replace(tree, root=swap(tree.root, n, replace(n, tuned=None))),
+                                                   net, xl, xu).ok]
+        if not needed:
+            continue
+        target = needed[0]
         blown = replace(target.tuned, d=tuple((l, j, tuple(1e6 * v for v in vals)) for l, j, vals in target.tuned.d))
         assert not recheck(replace(tree, root=swap(tree.root, target, replace(target, tuned=blown))), net, xl, xu).ok
         return
