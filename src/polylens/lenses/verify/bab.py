@@ -490,7 +490,7 @@ def _rebound(network: Network, xl: Array, xu: Array, b: _Batch, start, rebound: 
             L[sel], U[sel] = np.maximum(L[sel], Li), np.minimum(U[sel], Ui)
             cols = _splittable_cols(network.activations[k], L[sel], U[sel])
             cnt = cols.sum(axis=1)
-            K = int(cnt.max()) if cnt.size else 0
+            K = int(cnt.max())
             if K:
                 # Rows +e_j and -e_j for each region's own neurons (padded by zero rows, ignored).
                 n = network.layers[k].out_features
@@ -574,10 +574,10 @@ def refine_root(network: Network, xl: Array, xu: Array, base: Bounds, *, nodes: 
     ``network.truncated(layer)`` over the intervals before it tries to prove the neuron stable (a
     > 0, or a < 0) within ``nodes`` nodes. A proof makes the neuron stable; a search that runs out
     of nodes or is cut off by the budget still proves its bound (the smallest over its open leaves,
-    :class:`BabResult` ``bound_tree``), which narrows the interval. The searches look for no counterexample: a neuron
-    that really takes both signs can still have its interval narrowed, and best-first expansion is
-    what raises a lower bound fastest. Then the later layers are bounded again by alpha-CROWN over
-    the narrowed intervals.
+    :class:`BabResult` ``bound_tree``), which narrows the interval. The searches look for no
+    counterexample: a neuron that really takes both signs can still have its interval narrowed, and
+    best-first expansion is what raises a lower bound fastest. Then the later layers are bounded
+    again by alpha-CROWN over the narrowed intervals.
     The search that proves most of a deep network's neurons stable is cheap next to the nodes it
     saves: the branching that follows needs far fewer splits (alpha-beta-CROWN spends most of its
     time on mnistfc refining these intervals by MILP; the proofs here are searches of the same
@@ -1218,7 +1218,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                     break
 
     inflight: list[_Node] = []  # the nodes taken off the heaps whose children are being bounded
-    searching = [False]  # the roots are bounded and every open node is on a heap or in flight
+    searching = False  # the roots are bounded and every open node is on a heap or in flight
 
     def kept_bound(p: int) -> tuple[float, ProofTree | None]:
         """(lower, tree): the smallest bound among problem p's open nodes (on its heap or in flight)
@@ -1245,7 +1245,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                 opened = rebound_roots(opened)
             for nd in opened:
                 heapq.heappush(heaps[prob_of[nd.id]], (nd.lb, nd.id, nd))
-        searching[0] = True
+        searching = True
         steps = 0
         while True:
             active = [p for p in range(P) if results[p] is None and heaps[p]]
@@ -1292,7 +1292,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                             try_attack(p, np.stack(best_points[p]))
     except _OutOfBudget:
         for p in range(P):
-            if not searching[0]:
+            if not searching:
                 finish(p, "unknown", reason=UnknownReason.BUDGET)
             elif heaps[p] or any(prob_of[nd.id] == p for nd in inflight):
                 lower, kept = kept_bound(p)
