@@ -447,6 +447,37 @@ def test_refined_root_intervals_contain_the_exact_ranges():
     assert narrowed >= 3 and stabilised >= 1, (narrowed, stabilised)
 
 
+def test_refinement_stops_once_the_property_is_proved_at_the_root():
+    """refine_root asks ``until`` after each layer but the last and stops at the first True; in
+    branch and bound the question is whether the root bound proves the property, so an instance
+    whose refinement stopped early is verified at the root by a tree that re-checks."""
+    from polylens.lenses.verify.bab import refine_root, root_bounds
+
+    net = _deep_net(0, depth=4)
+    x, xl, xu = _box(0, 4, 0.3)
+    base = root_bounds(net, xl[None], xu[None], 5)
+    asked = []
+    b, layers, items = refine_root(net, xl, xu, base, nodes=12, alpha_steps=5,
+                                   until=lambda b_: asked.append(b_) or False)
+    assert layers == net.n_hidden_layers and len(asked) == net.n_hidden_layers - 2
+    b, layers, items = refine_root(net, xl, xu, base, nodes=12, alpha_steps=5, until=lambda b_: True)
+    assert layers == 2 and all(r.layer == 2 for r in items)
+
+    opts = BabOptions(lp="never", rebound="never", root_alpha_steps=5, batch=8, max_nodes=3000, refine_nodes=12)
+    early = 0
+    for seed in range(60):
+        net = _deep_net(seed, depth=4)
+        x, xl, xu = _box(seed, 4, 0.3)
+        y = int(net.predict(x[None])[0])
+        r = branch_and_bound(net, xl, xu, robustness_spec(y, 3), options=opts)
+        if r.status == "verified" and 2 <= r.tree.refined_layers < net.n_hidden_layers:
+            early += 1
+            assert r.tree.root.split is None and recheck(r.tree, net, xl, xu).ok
+            assert _milp_margin(net, xl, xu, y) > 0
+            break
+    assert early == 1
+
+
 def _refined_tree():
     """A verified deep instance whose proof carries root refinements (found by trying seeds)."""
     opts = BabOptions(lp="never", rebound="never", root_alpha_steps=5, batch=8, max_nodes=3000, refine_nodes=12)

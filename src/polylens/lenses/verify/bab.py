@@ -568,7 +568,8 @@ def _truncated_root(b: Bounds, layer: int, P: int = 1) -> Bounds:
 
 
 def refine_root(network: Network, xl: Array, xu: Array, base: Bounds, *, nodes: int, alpha_steps: int = 0,
-                budget: Budget | None = None) -> tuple[Bounds, int, tuple[Refinement, ...]]:
+                budget: Budget | None = None,
+                until: Callable[[Bounds], bool] | None = None) -> tuple[Bounds, int, tuple[Refinement, ...]]:
     """Tighten the root intervals ``base`` of the box [xl, xu] (each (d,)) layer by layer, from
     hidden layer 2 on: for every unstable neuron of the layer (L < 0 < U), one search per side on
     ``network.truncated(layer)`` over the intervals before it tries to prove the neuron stable (a
@@ -582,6 +583,9 @@ def refine_root(network: Network, xl: Array, xu: Array, base: Bounds, *, nodes: 
     saves: the branching that follows needs far fewer splits (alpha-beta-CROWN spends most of its
     time on mnistfc refining these intervals by MILP; the proofs here are searches of the same
     kind as the one they serve, so they are sound in floating point and re-checked).
+
+    ``until(bounds)``: asked after each layer; True ends the refinement there (the caller's property
+    is proved at the root on these intervals, and later layers would only cost time).
 
     Returns the tightened bounds, the last layer refined (0 when none) and the refinements, which
     :func:`recheck` replays in the same order."""
@@ -612,6 +616,8 @@ def refine_root(network: Network, xl: Array, xu: Array, base: Bounds, *, nodes: 
         b = _tighten(network, xl, xu, b, layer, got, alpha_steps)
         items += got
         done = layer
+        if until is not None and layer < network.n_hidden_layers and until(b):
+            break
     return b, done, tuple(items)
 
 
@@ -1180,13 +1186,19 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
         lower = [np.array(a) for a in root_b.lower]
         upper = [np.array(a) for a in root_b.upper]
         done: dict[bytes, tuple] = {}
+
+        def key_of(p):
+            return np.concatenate([xl[p], xu[p]]).tobytes()
+
         for p in ps_open:
-            key = np.concatenate([xl[p], xu[p]]).tobytes()
+            key = key_of(p)
             if key not in done:
                 one = Bounds(tuple(a[p:p + 1] for a in root_b.lower), tuple(a[p:p + 1] for a in root_b.upper),
                              root_b.logit_lower[p:p + 1], root_b.logit_upper[p:p + 1], root_b.method)
+                same = [q for q in ps_open if key_of(q) == key]
                 done[key] = refine_root(network, xl[p], xu[p], one, nodes=options.refine_nodes,
-                                        alpha_steps=options.root_alpha_steps, budget=sub)
+                                        alpha_steps=options.root_alpha_steps, budget=sub,
+                                        until=lambda b_, same=same: roots_proved(same, b_))
             b, layers, items = done[key]
             refined_of[p] = (layers, items)
             for l in range(H_):
@@ -1200,6 +1212,21 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
             roots[p] = nd
             fresh.append(nd)
         return bound(fresh, H_, False)
+
+    def roots_proved(ps_: list[int], b_: Bounds) -> bool:
+        """Whether the root bound (CROWN, then optimised slopes as :func:`bound` has them) proves
+        every disjunct of problems ``ps_`` (one box) on the intervals ``b_``."""
+        ps_ = np.array(ps_)
+        n = len(ps_)
+        relax = [relax_layer(network.activations[l], np.repeat(b_.lower[l], n, 0), np.repeat(b_.upper[l], n, 0), l)
+                 for l in range(network.n_hidden_layers)]
+        XL, XU = xl[ps_], xu[ps_]
+        lb = _crown_rows_many(network, relax, XL, XU, Hs[ps_], h0s[ps_])
+        if use_beta and not layout.proved(lb).all():
+            lbb, _ = optimised_bounds(network, network.n_hidden_layers, relax, XL, XU, np.ascontiguousarray(Hs[ps_]),
+                                      options.beta_steps, None, slopes=options.alpha)
+            lb = np.maximum(lb, _round_add(lbb, h0s[ps_]))
+        return bool(layout.proved(lb).all())
 
     def try_attack(p, starts):
         if attack is None or results[p] is not None or budget.expired():
