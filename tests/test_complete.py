@@ -478,6 +478,83 @@ def test_refinement_stops_once_the_property_is_proved_at_the_root():
     assert early == 1
 
 
+def test_refinement_asked_during_a_layer_stops_there_and_holds(monkeypatch):
+    """With the checkpoint asked at every batch, an ``until`` that is met at once ends the first
+    layer's searches mid-way: the refinement stops at layer 2 and its intervals still contain the
+    exact ranges (MILP)."""
+    import polylens.lenses.verify.bab as bab
+
+    monkeypatch.setattr(bab._Checkpoint, "wait", 0.0)
+    net = _deep_net(1, depth=4)
+    x, xl, xu = _box(1, 4, 0.3)
+    base = bab.root_bounds(net, xl[None], xu[None], 5)
+    inside = []  # per call of until: asked from inside a layer's searches (by the checkpoint)
+    call = bab._Checkpoint.__call__
+
+    def wrapped(self, lowers):
+        inside.append(True)
+        try:
+            return call(self, lowers)
+        finally:
+            inside.append(False)
+    monkeypatch.setattr(bab._Checkpoint, "__call__", wrapped)
+
+    def until(answer):
+        def ask(b_):
+            asked.append(bool(inside) and inside[-1])
+            return answer
+        return ask
+
+    asked = []
+    _, layers, _ = bab.refine_root(net, xl, xu, base, nodes=50, alpha_steps=5, until=until(False))
+    assert layers == net.n_hidden_layers and any(asked) and asked.count(False) == net.n_hidden_layers - 2
+    asked = []
+    b, layers, items = bab.refine_root(net, xl, xu, base, nodes=50, alpha_steps=5, until=until(True))
+    assert layers == 2 and asked == [True] and all(r.layer == 2 for r in items)
+    for l in range(net.n_hidden_layers):
+        for j in range(net.hidden_widths[l]):
+            lo, hi = _exact_range(net, xl, xu, l + 1, j)
+            assert b.lower[l][0, j] <= lo + 1e-7 and hi - 1e-7 <= b.upper[l][0, j], (l, j)
+
+
+def test_a_checkpoint_ends_bound_searches_with_what_they_proved():
+    """``checkpoint`` sees each search's proved bound after every batch (never falling; inf once
+    proved); when it says stop, the open searches end ``unknown`` (stopped) with trees that prove
+    the bound it saw last and re-check."""
+    from polylens.lenses.verify.bab import _truncated_root, branch_and_bound_many, refinement_spec, root_bounds
+
+    net = _deep_net(2)
+    x, xl, xu = _box(2, 4, 0.3)
+    layer = 3
+    base = root_bounds(net, xl[None], xu[None], 5)
+    unstable = np.flatnonzero(base.unstable(layer - 1)[0])
+    assert unstable.size
+    tr = net.truncated(layer)
+    specs = [refinement_spec(tr.n_classes, int(j), side, 0.0) for j in unstable for side in (0, 1)]
+    P = len(specs)
+    seen = []
+
+    def checkpoint(lowers):
+        seen.append(lowers.copy())
+        return len(seen) == 3
+
+    opts = BabOptions(lp="never", rebound="never", batch=4, attack_every=0, root_lp=False, root_attack=False,
+                      max_nodes=10_000)
+    res = branch_and_bound_many(tr, np.repeat(xl[None], P, 0), np.repeat(xu[None], P, 0), specs, options=opts,
+                                root=_truncated_root(base, layer, P), keep_bounds=True, checkpoint=checkpoint)
+    assert len(seen) == 3 and all(np.all(b >= a) for a, b in zip(seen, seen[1:]))
+    stopped = 0
+    for k, r in enumerate(res):
+        if r.status == "verified":
+            assert seen[-1][k] == np.inf
+            continue
+        assert r.status == "unknown" and r.reason is UnknownReason.STOPPED and r.bound_tree is not None
+        stopped += 1
+        assert seen[-1][k] - 1e-5 * (1 + abs(seen[-1][k])) <= r.lower <= seen[-1][k]
+        assert recheck(r.bound_tree, tr, xl, xu, root=_truncated_root(base, layer)).ok
+    assert stopped >= 1
+
+
 def _refined_tree():
     """A verified deep instance whose proof carries root refinements (found by trying seeds)."""
     opts = BabOptions(lp="never", rebound="never", root_alpha_steps=5, batch=8, max_nodes=3000, refine_nodes=12)
