@@ -627,6 +627,12 @@ def refine_root(network: Network, xl: Array, xu: Array, base: Bounds, *, nodes: 
     return b, done, tuple(items)
 
 
+def _kept(lower: float) -> float:
+    """The bound a kept tree proves for open nodes whose smallest bound is ``lower``: a little below,
+    so that the tree's replay, rounding on its own, clears it."""
+    return lower - 1e-6 * (1.0 + abs(lower))
+
+
 class _Checkpoint:
     """refine_root's question to its caller during a layer's searches: on the intervals their bounds
     so far give (as their trees will prove them: the same rounding down), with the later layers
@@ -651,10 +657,10 @@ class _Checkpoint:
         network, xl, xu, b, layer, alpha_steps = self.args
         items = []
         for k, v in enumerate(lowers):
-            if not math.isfinite(v) and v < 0:
+            if v == -math.inf:
                 continue
             side = k % 2
-            v = 0.0 if v == math.inf else v - 1e-6 * (1.0 + abs(v))
+            v = 0.0 if v == math.inf else _kept(v)
             items.append(Refinement(layer, int(self.unstable[k // 2]), side, v if side == 0 else -v, None))
         self.met = bool(self.until(_tighten(network, xl, xu, b, layer, items, alpha_steps)))
         self.next = time.monotonic() + max(self.wait, 5.0 * (time.monotonic() - now))
@@ -1063,6 +1069,13 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
     best_points: list[list[Array]] = [[] for _ in range(P)]
     prob_of: dict[int, int] = {}
 
+    def beta_rows(relax, XL, XU, ps, masks=None, init=None):
+        """Rigorous lower bounds of problems ``ps``'s spec rows by optimised slopes and split
+        multipliers (``masks``: the splits; ``init``: warm start), and the multipliers used."""
+        lbb, mult = optimised_bounds(network, network.n_hidden_layers, relax, XL, XU, np.ascontiguousarray(Hs[ps]),
+                                     options.beta_steps, masks, slopes=options.alpha, init=init)
+        return _round_add(lbb, h0s[ps]), mult
+
     def bound(nodes: list[_Node], start, lp_here: bool = True) -> list[_Node]:
         """Bound a batch of fresh nodes (of any problems): records what each proves, looks for
         counterexamples, and returns the nodes still open (with their split chosen). ``start``: the
@@ -1089,9 +1102,8 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
                          for l in range(H_)],
                         [_stack_warm([nd.warm[1][l] if nd.warm is not None else None for nd in nodes])
                          for l in range(H_)])
-            lbb, mult = optimised_bounds(network, network.n_hidden_layers, relax, XL, XU, np.ascontiguousarray(Hs[ps]),
-                                         options.beta_steps, masks, slopes=options.alpha, init=init)
-            lb = np.maximum(lb, _round_add(lbb, h0s[ps]))
+            lbb, mult = beta_rows(relax, XL, XU, ps, masks, init)
+            lb = np.maximum(lb, lbb)
         proved = layout.proved(lb)
         glb = layout.group_lb(lb)
         can = _splittable(network, b)
@@ -1265,9 +1277,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
         XL, XU = xl[ps_], xu[ps_]
         lb = _crown_rows_many(network, relax, XL, XU, Hs[ps_], h0s[ps_])
         if use_beta and not layout.proved(lb).all():
-            lbb, _ = optimised_bounds(network, network.n_hidden_layers, relax, XL, XU, np.ascontiguousarray(Hs[ps_]),
-                                      options.beta_steps, None, slopes=options.alpha)
-            lb = np.maximum(lb, _round_add(lbb, h0s[ps_]))
+            lb = np.maximum(lb, beta_rows(relax, XL, XU, ps_)[0])
         return bool(layout.proved(lb).all())
 
     def try_attack(p, starts):
@@ -1296,7 +1306,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
         if not (keep_bounds and not tie[p] and math.isfinite(lower)):
             return lower, None
         # Every open leaf has a node on its path whose own bound is >= lower.
-        lower -= 1e-6 * (1.0 + abs(lower))
+        lower = _kept(lower)
         return lower, ProofTree(Spec(specs[p].H, specs[p].h0 - lower, specs[p].group, specs[p].strict),
                                 _assemble(recs, roots[p].id, lower), rebound, options.envelope,
                                 options.root_alpha_steps)
