@@ -517,6 +517,34 @@ def test_refinement_asked_during_a_layer_stops_there_and_holds(monkeypatch):
             assert b.lower[l][0, j] <= lo + 1e-7 and hi - 1e-7 <= b.upper[l][0, j], (l, j)
 
 
+def test_each_refined_layer_gets_its_share_of_the_time_left(monkeypatch):
+    """With a budget, layer k's searches get at most the time left over the layers still to refine
+    (hidden layers k to H), so that a deep node limit on the first layers cannot starve the later
+    ones; the refinement still reaches the last layer and its intervals hold (MILP)."""
+    import polylens.lenses.verify.bab as bab
+    from polylens.lenses.verify.budget import Budget
+
+    net = _deep_net(3, depth=4)
+    x, xl, xu = _box(3, 4, 0.3)
+    base = bab.root_bounds(net, xl[None], xu[None], 5)
+    given = []  # per layer: (seconds its searches got, seconds the refinement had left then)
+    outer = Budget(60.0)
+    search = bab.branch_and_bound_many
+
+    def spy(tr, *args, budget=None, **kw):
+        given.append((tr.n_hidden_layers + 1, budget.seconds, outer.remaining()))
+        return search(tr, *args, budget=budget, **kw)
+    monkeypatch.setattr(bab, "branch_and_bound_many", spy)
+    b, layers, items = bab.refine_root(net, xl, xu, base, nodes=10_000, alpha_steps=5, budget=outer)
+    assert layers == net.n_hidden_layers and [g[0] for g in given] == list(range(2, net.n_hidden_layers + 1))
+    for layer, seconds, left in given:
+        assert seconds <= left / (net.n_hidden_layers - layer + 1) + 1e-3, (layer, seconds, left)
+    for l in range(net.n_hidden_layers):
+        for j in range(net.hidden_widths[l]):
+            lo, hi = _exact_range(net, xl, xu, l + 1, j)
+            assert b.lower[l][0, j] <= lo + 1e-7 and hi - 1e-7 <= b.upper[l][0, j], (l, j)
+
+
 def test_a_checkpoint_ends_bound_searches_with_what_they_proved():
     """``checkpoint`` sees each search's proved bound after every batch (never falling; inf once
     proved); when it says stop, the open searches end ``unknown`` (stopped) with trees that prove

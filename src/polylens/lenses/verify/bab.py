@@ -585,6 +585,11 @@ def refine_root(network: Network, xl: Array, xu: Array, base: Bounds, *, nodes: 
     time on mnistfc refining these intervals by MILP; the proofs here are searches of the same
     kind as the one they serve, so they are sound in floating point and re-checked).
 
+    With a timed ``budget``, layer k's searches get at most the time left over the layers still to
+    refine (k to H; a layer done early leaves its time to the next): the earlier layers' intervals
+    feed every later search, so their searches may go deep (``nodes`` is then mostly a cap), but
+    never so deep that the last layers, whose intervals the caller's bound reads, are not reached.
+
     ``until(bounds)``: asked after each layer but the last, and during a layer's searches on the
     intervals they have proved so far (at most every few seconds, and taking at most a sixth of
     the time); True ends the refinement there (the caller's property is proved at the root on
@@ -606,8 +611,10 @@ def refine_root(network: Network, xl: Array, xu: Array, base: Bounds, *, nodes: 
             specs = [refinement_spec(tr.n_classes, int(j), side, 0.0) for j in unstable for side in (0, 1)]
             P = len(specs)
             check = None if until is None else _Checkpoint(network, xl, xu, b, layer, unstable, alpha_steps, until)
+            share = budget.sub(budget.remaining() / (network.n_hidden_layers - layer + 1)
+                               if budget.seconds is not None else None)
             res = branch_and_bound_many(tr, np.repeat(xl[None], P, 0), np.repeat(xu[None], P, 0), specs,
-                                        options=opts, budget=budget, root=_truncated_root(b, layer, P),
+                                        options=opts, budget=share, root=_truncated_root(b, layer, P),
                                         keep_bounds=True, checkpoint=check)
             for k, r in enumerate(res):
                 j, side = int(unstable[k // 2]), k % 2

@@ -41,17 +41,19 @@ from polylens.relax.envelopes import Hull
 #: 4.5 times the nodes for the same bounds) and no LP except on fully split regions: on 256x2
 #: prop_0 at eps 0.03 beta bounds decide in 5.8 s what an LP at every node decided in 10.2 s.
 #: Where the root leaves a disjunct open, the root intervals of layers 2 and up are refined first
-#: (``refine_nodes``: a search of 100 nodes per unstable neuron and side, within 80% of the
-#: budget, and it stops once the intervals proved so far, asked during each layer, prove the
-#: property at the root; the roots' corners are attacked first): on 256x4 prop_0 at eps 0.03 the
-#: last layer's unstable neurons go from 63 to 21 and the instance is proved in 18.9 s, a timeout
-#: at 120 s without it; prop_10 at eps 0.05 in 32.6 s (75.6 s with 50 nodes). No node limit: the budget ends the search. With the branching score's
-#: exact side discounted, the refinement settles most of mnistfc's hard instances: with a 30% share
-#: every instance solved was solved by 41 s and the main search's 80 s after it solved none, while
-#: 256x6 prop_0 at eps 0.03 and prop_10 at eps 0.05 need layer 5 (and 6) refined (83 and 89 s with
-#: the 80% share, timeouts with 30%): 71 of 90 solved at 120 s, the 71 in 800 s in all.
+#: (``refine_nodes``: a search of at most 400 nodes per unstable neuron and side, within 80% of
+#: the budget, each layer within its share of the time left; it stops once the intervals proved
+#: so far, asked during each layer, prove the property at the root; the roots' corners are
+#: attacked first): on 256x4 prop_0 at eps 0.03 the last layer's unstable neurons go from 63 to 21
+#: and the instance is proved in 18.9 s, a timeout at 120 s without it. No node limit: the budget
+#: ends the search. With a 30% share every instance solved was solved by 41 s and the main
+#: search's 80 s after it solved none, while 256x6 prop_0 at eps 0.03 and prop_10 at eps 0.05 need
+#: layer 5 (and 6) refined. 400 nodes instead of 100 prove 256x4 prop_6 at eps 0.05 in 100 s (a
+#: timeout with 100: its last layer's searches prove 24 of 120 neuron sides stable instead of 7),
+#: at the price of time where 100 nodes sufficed: 72 of 90 solved at 120 s, in 1,201 s in all,
+#: against 71 in 800 s.
 VNNCOMP_OPTIONS = BabOptions(lp="never", rebound="never", envelope=Hull(2), batch=128, root_alpha_steps=20,
-                             refine_nodes=100, refine_share=0.8, max_nodes=10_000_000)
+                             refine_nodes=400, refine_share=0.8, max_nodes=10_000_000)
 
 Array = np.ndarray
 
