@@ -611,8 +611,7 @@ def refine_root(network: Network, xl: Array, xu: Array, base: Bounds, *, nodes: 
             specs = [refinement_spec(tr.n_classes, int(j), side, 0.0) for j in unstable for side in (0, 1)]
             P = len(specs)
             check = None if until is None else _Checkpoint(network, xl, xu, b, layer, unstable, alpha_steps, until)
-            share = budget.sub(budget.remaining() / (network.n_hidden_layers - layer + 1)
-                               if budget.seconds is not None else None)
+            share = budget.sub(budget.remaining() / (network.n_hidden_layers - layer + 1))  # inf: untimed
             res = branch_and_bound_many(tr, np.repeat(xl[None], P, 0), np.repeat(xu[None], P, 0), specs,
                                         options=opts, budget=share, root=_truncated_root(b, layer, P),
                                         keep_bounds=True, checkpoint=check)
@@ -1243,7 +1242,7 @@ def branch_and_bound_many(network: Network, xl: Array, xu: Array, specs: Sequenc
         H_ = network.n_hidden_layers
         old = {prob_of[nd.id]: nd for nd in opened}
         ps_open = sorted(old)
-        sub = budget.sub(options.refine_share * budget.remaining() if budget.seconds is not None else None)
+        sub = budget.sub(options.refine_share * budget.remaining())  # inf when untimed: no limit
         lower = [np.array(a) for a in root_b.lower]
         upper = [np.array(a) for a in root_b.upper]
         done: dict[bytes, tuple] = {}
