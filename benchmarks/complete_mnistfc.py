@@ -4,10 +4,13 @@
         --images 5 --out /tmp/complete-mnistfc
 
 Runs the first ``--per-net`` properties of each network (in instances.csv order) with ``--timeout``
-seconds each (the competition gives 120 s on 256x2 and 300 s on the others), writes the
-competition's result files and summary.csv to ``--out``, then prints the table against the
-competition's ground truth and alpha-beta-CROWN's per-instance results and draws the cactus plot
-(instances solved against time) to docs/images/complete-cactus.png. Reads ../shared/vnncomp2021/.
+seconds each, or without ``--timeout`` the competition's own (instances.csv: 120 s on 256x2 and
+300 s on the others), writes the competition's result files and summary.csv to ``--out``, then
+prints the table against the competition's ground truth and alpha-beta-CROWN's per-instance results
+and draws the cactus plot (instances solved against time) to ``--plot`` (default
+docs/images/complete-cactus.png; ``none``: no plot; ``--also DIR LABEL`` draws another run's
+curve beside it). ``--truth unknown`` runs only the instances whose ground truth is unknown (the
+18 no tool solved in 2021; ``known``: the other 72). Reads ../shared/vnncomp2021/.
 """
 
 from __future__ import annotations
@@ -24,17 +27,28 @@ SHARED = Path(os.environ.get("POLYLENS_SHARED", Path(__file__).resolve().parents
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--timeout", type=float, default=20.0)
+    ap.add_argument("--timeout", type=float, default=None,
+                    help="Seconds per instance (default: the competition's own, from instances.csv)")
     ap.add_argument("--per-net", type=int, default=10)
     ap.add_argument("--images", type=int, default=None,
                     help="Instead of --per-net: the properties of the first N images, at both radii")
     ap.add_argument("--out", type=Path, default=Path("/tmp/complete-mnistfc"))
     ap.add_argument("--plot-only", action="store_true")
+    ap.add_argument("--plot", default=str(Path(__file__).resolve().parents[1] / "docs" / "images" / "complete-cactus.png"),
+                    help="Where the cactus plot goes ('none': no plot)")
+    ap.add_argument("--also", nargs=2, action="append", default=[], metavar=("DIR", "LABEL"),
+                    help="Another run's --out folder to draw beside this one (its summary.csv), with its label")
+    ap.add_argument("--truth", choices=("sat", "unsat", "known", "unknown"), default=None,
+                    help="Only the instances with this ground truth (results_2021.csv; known: sat or unsat)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="Instances run at once, each in its own process on one core (OMP_NUM_THREADS=1)")
     args = ap.parse_args()
     shared = SHARED
     rows = list(csv.reader((shared / "instances.csv").read_text().splitlines()))
+    ref = {(r["onnx"], r["vnnlib"]): r for r in csv.DictReader(open(shared / "results_2021.csv"))}
+    if args.truth is not None:
+        want = ("sat", "unsat") if args.truth == "known" else (args.truth,)
+        rows = [r for r in rows if ref[(r[0], r[1])]["ground_truth"] in want]
     chosen, seen = [], {}
     for r in rows:
         seen[r[0]] = seen.get(r[0], 0) + 1
@@ -46,7 +60,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     csv_path = args.out / "instances.csv"
     with open(csv_path, "w", newline="") as f:
-        csv.writer(f).writerows([[a, b, args.timeout] for a, b, _ in chosen])
+        csv.writer(f).writerows([[a, b, args.timeout or t] for a, b, t in chosen])
     if not args.plot_only and args.jobs <= 1:
         from polylens.lenses.verify.vnncomp import run_instances
 
@@ -63,7 +77,7 @@ def main() -> None:
             part = args.out / f"part{j}"
             part.mkdir(exist_ok=True)
             with open(part / "instances.csv", "w", newline="") as f:
-                csv.writer(f).writerows([[a, b, args.timeout] for a, b, _ in chosen[j::args.jobs]])
+                csv.writer(f).writerows([[a, b, args.timeout or t] for a, b, t in chosen[j::args.jobs]])
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
             procs.append(subprocess.Popen([sys.executable, "-m", "polylens", "vnncomp", "--instances",
                                            str(part / "instances.csv"), "--root", str(shared), "--out", str(part)],
@@ -84,7 +98,7 @@ def main() -> None:
             w.writerow(header)
             w.writerows(rows_out)
     ours = {(r["onnx"], r["vnnlib"]): r for r in csv.DictReader(open(args.out / "summary.csv"))}
-    ref = {(r["onnx"], r["vnnlib"]): r for r in csv.DictReader(open(shared / "results_2021.csv"))}
+    limit = {(a, b): float(args.timeout or t) for a, b, t in chosen}
     table = {}
     wrong = []
     ours_t, abc_t = [], []
@@ -108,28 +122,36 @@ def main() -> None:
             t["abc_" + g["alpha_beta_crown_result"]] += 1
             s = float(g["alpha_beta_crown_seconds"])
             abc_t.append(s)
-            if s <= args.timeout:
+            if s <= limit[key]:
                 t["abc_within"] += 1
-    print(json.dumps({"timeout": args.timeout, "per_net": table, "wrong": wrong,
+    print(json.dumps({"timeout": args.timeout or "competition", "per_net": table, "wrong": wrong,
                       "nodes_per_second_median": sorted(nps)[len(nps) // 2] if nps else None}, indent=1))
+    if args.plot == "none":
+        return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
-    for ts, label, style in ((ours_t, f"polylens (one CPU core an instance, {args.timeout:g} s)", "-"),
-                             (abc_t, "alpha-beta-CROWN 2021 (GPU, 120/300 s)", "--")):
+    ours_limit = f"{args.timeout:g} s" if args.timeout else "120/300 s"
+    curves = [(ours_t, f"polylens (one CPU core an instance, {ours_limit})", "-")]
+    for folder, label in args.also:
+        other = csv.DictReader(open(Path(folder) / "summary.csv"))
+        curves.append(([float(r["seconds"]) for r in other if r["result"] in ("sat", "unsat")],
+                       f"polylens ({label})", "-."))
+    for ts, label, style in curves + [(abc_t, "alpha-beta-CROWN 2021 (GPU, 120/300 s)", "--")]:
         ts = sorted(ts)
         ax.step([0] + ts, range(len(ts) + 1), style, where="post", label=label)
     ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel("seconds per instance")
     ax.set_ylabel("instances solved")
     ax.set_title(f"mnistfc 2021: {len(ours)} instances run")
-    ax.axvline(args.timeout, color="grey", lw=0.6, ls=":")
+    for t in sorted(set(limit.values())):
+        ax.axvline(t, color="grey", lw=0.6, ls=":")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    out = Path(__file__).resolve().parents[1] / "docs" / "images" / "complete-cactus.png"
+    out = Path(args.plot)
     fig.savefig(out)
     print("wrote", out)
 
