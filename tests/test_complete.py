@@ -545,6 +545,59 @@ def test_each_refined_layer_gets_its_share_of_the_time_left(monkeypatch):
             assert b.lower[l][0, j] <= lo + 1e-7 and hi - 1e-7 <= b.upper[l][0, j], (l, j)
 
 
+def test_a_layer_whose_searches_stall_hands_its_time_on(monkeypatch):
+    """With ``stall``, a refined layer's searches end (keeping their bound trees) once the share of
+    their gaps they close stops rising, and the refinement goes on to the next layer: here every
+    layer stalls at once (any gain short of closing every gap counts as a stall), each layer's
+    open searches end stopped, the last layer is still reached, and every interval holds (MILP).
+    Without it the same searches run to their node limit."""
+    import polylens.lenses.verify.bab as bab
+    from polylens.lenses.verify.budget import Budget
+
+    net = _deep_net(3, depth=4)
+    x, xl, xu = _box(3, 4, 0.3)
+    base = bab.root_bounds(net, xl[None], xu[None], 5)
+    monkeypatch.setattr(bab._Checkpoint, "stall_after", 0.0)
+    monkeypatch.setattr(bab._Checkpoint, "stall_window", 0.0)
+    ended = []  # per layer: the searches' statuses and reasons
+    search = bab.branch_and_bound_many
+
+    def spy(tr, *args, **kw):
+        res = search(tr, *args, **kw)
+        ended.append((tr.n_hidden_layers + 1, [(r.status, r.reason) for r in res]))
+        return res
+    monkeypatch.setattr(bab, "branch_and_bound_many", spy)
+    b, layers, items = bab.refine_root(net, xl, xu, base, nodes=10_000, alpha_steps=5, budget=Budget(60.0),
+                                       stall=1.0)
+    assert layers == net.n_hidden_layers and [e[0] for e in ended] == list(range(2, net.n_hidden_layers + 1))
+    assert any(st == ("unknown", UnknownReason.STOPPED) for _, sts in ended for st in sts)
+    for _, sts in ended:
+        assert all(st[0] == "verified" or st == ("unknown", UnknownReason.STOPPED) for st in sts)
+    for l in range(net.n_hidden_layers):
+        for j in range(net.hidden_widths[l]):
+            lo, hi = _exact_range(net, xl, xu, l + 1, j)
+            assert b.lower[l][0, j] <= lo + 1e-7 and hi - 1e-7 <= b.upper[l][0, j], (l, j)
+    ended.clear()
+    bab.refine_root(net, xl, xu, base, nodes=50, alpha_steps=5, budget=Budget(60.0))
+    assert not any(st == ("unknown", UnknownReason.STOPPED) for _, sts in ended for st in sts)
+
+    # Proofs resting on stalled layers' bound trees re-check, and their verdicts are the MILP's.
+    opts = BabOptions(lp="never", rebound="never", root_alpha_steps=5, batch=8, max_nodes=3000, refine_nodes=12,
+                      refine_stall=1.0)
+    proved = 0
+    for seed in range(40):
+        net = _deep_net(seed, depth=4)
+        x, xl, xu = _box(seed, 4, 0.3)
+        y = int(net.predict(x[None])[0])
+        r = bab.branch_and_bound(net, xl, xu, robustness_spec(y, 3), options=opts)
+        if r.status == "verified" and r.tree.refinements:
+            assert recheck(r.tree, net, xl, xu).ok and _milp_margin(net, xl, xu, y) > 0
+            proved += 1
+            if proved == 2:
+                break
+    assert proved == 2
+
+
 def test_a_checkpoint_ends_bound_searches_with_what_they_proved():
     """``checkpoint`` sees each search's proved bound after every batch (never falling; inf once
     proved); when it says stop, the open searches end ``unknown`` (stopped) with trees that prove
