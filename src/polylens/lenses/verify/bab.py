@@ -662,9 +662,9 @@ class _Checkpoint:
 
     With ``stall`` > 0: have the searches stopped gaining? Their progress is the mean, over the
     searches, of the share of the gap between the bound each had at the first batch and 0 (a sign
-    proof) that it has closed since (1 once proved); the layer has stalled (``stalled``) when, with
-    at least ``stall_after`` seconds run, that mean rose by less than ``stall`` over the last
-    quarter of the time run (at least ``stall_window`` seconds)."""
+    proof) that it has closed since (1 once proved); the searches end when, with at least
+    ``stall_after`` seconds run, that mean rose by less than ``stall`` over the last quarter of the
+    time run (at least ``stall_window`` seconds)."""
 
     wait = 2.0
     stall_after = 6.0
@@ -673,7 +673,7 @@ class _Checkpoint:
     def __init__(self, network, xl, xu, b, layer, unstable, alpha_steps, until, stall: float = 0.0):
         self.args = (network, xl, xu, b, layer, alpha_steps)
         self.unstable, self.until, self.stall = unstable, until, stall
-        self.met = self.stalled = False
+        self.met = False
         self.start = time.monotonic()
         self.next = self.start + self.wait
         self.seen = None
@@ -698,7 +698,6 @@ class _Checkpoint:
     def __call__(self, lowers: Array) -> bool:
         now = time.monotonic()
         if self.stall > 0 and self._stalls(lowers, now):
-            self.stalled = True
             return True
         if self.until is None:
             return False
